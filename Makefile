@@ -1,0 +1,147 @@
+# purple-omemo: OMEMO encryption for libpurple (Pidgin, Finch).
+#
+#   make                 build purple-omemo.so and the translations
+#   make check           build and run every test
+#   make bench           build and run the benchmark
+#   make install         install into the purple plugin dir (DESTDIR, PREFIX honoured)
+#   make install-home    install into ~/.purple/plugins
+#   make deps            install the packages needed to build, run and test
+#   make SIGNAL=libsignal-protocol-c ...   build against libsignal-protocol-c 2.3
+
+VERSION := $(shell cat VERSION)
+SIGNAL ?= libomemo-c
+PKG_CONFIG ?= pkg-config
+CC ?= cc
+
+ifeq ($(SIGNAL),libsignal-protocol-c)
+SIGNAL_DEFS := -DOMEMO_WITH_LIBSIGNAL_PROTOCOL_C
+else ifeq ($(SIGNAL),libomemo-c)
+SIGNAL_DEFS :=
+else
+$(error SIGNAL must be libomemo-c or libsignal-protocol-c)
+endif
+
+PKGS := purple glib-2.0 libgcrypt sqlite3 $(SIGNAL)
+PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+
+PREFIX ?= /usr
+PLUGINDIR ?= $(shell $(PKG_CONFIG) --variable=plugindir purple 2>/dev/null)
+LOCALEDIR ?= $(PREFIX)/share/locale
+HOME_PLUGINDIR ?= $(HOME)/.purple/plugins
+
+WERROR ?=
+CFLAGS ?= -O2 -g
+WARN := -Wall -Wextra -Wno-unused-parameter -Wno-deprecated-declarations $(WERROR)
+DEFS := -DPURPLE_OMEMO_VERSION='"$(VERSION)"' -DLOCALEDIR='"$(LOCALEDIR)"' $(SIGNAL_DEFS)
+ALL_CFLAGS = -std=gnu11 $(WARN) $(DEFS) -Iheaders $(PKG_CFLAGS) $(CFLAGS)
+
+BUILD := build/$(SIGNAL)
+PLUGIN := $(BUILD)/purple-omemo.so
+
+# Everything but plugin glue is a "core" source, unit-testable on its own.
+PLUGIN_SRCS := src/plugin.c
+CORE_SRCS := $(filter-out $(PLUGIN_SRCS),$(wildcard src/*.c))
+PIC_OBJS := $(patsubst src/%.c,$(BUILD)/pic/%.o,$(CORE_SRCS) $(PLUGIN_SRCS))
+
+# Unit tests: ASan + UBSan, one program per test/test_*.c.
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SAN_OBJS := $(patsubst src/%.c,$(BUILD)/san/%.o,$(CORE_SRCS))
+UNIT_SRCS := $(wildcard test/test_*.c)
+UNIT_BINS := $(patsubst test/%.c,$(BUILD)/test/%,$(UNIT_SRCS))
+TEST_LIBS = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
+# Plain (unsanitised) core for valgrind and the benchmark.
+REL_OBJS := $(patsubst src/%.c,$(BUILD)/rel/%.o,$(CORE_SRCS))
+MEMCHECK_BINS := $(patsubst test/%.c,$(BUILD)/memcheck/%,$(UNIT_SRCS))
+BENCH := $(BUILD)/bench
+
+PO_LANGS := $(basename $(notdir $(wildcard po/*.po)))
+MO_FILES := $(patsubst %,$(BUILD)/locale/%/LC_MESSAGES/purple-omemo.mo,$(PO_LANGS))
+
+.PHONY: all check unit-check memcheck bench install install-home uninstall deps pot clean
+
+all: $(PLUGIN) $(MO_FILES)
+
+$(BUILD)/pic/%.o: src/%.c $(wildcard headers/*.h) | $(BUILD)/pic
+	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
+
+$(PLUGIN): $(PIC_OBJS)
+	$(CC) -shared -fPIC $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -Wl,--no-undefined
+
+$(BUILD)/san/%.o: src/%.c $(wildcard headers/*.h) | $(BUILD)/san
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -c $< -o $@
+
+$(BUILD)/test/%: test/%.c $(SAN_OBJS) $(wildcard test/*.h) | $(BUILD)/test
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -Itest $< $(SAN_OBJS) -o $@ $(PKG_LIBS) $(TEST_LIBS)
+
+$(BUILD)/rel/%.o: src/%.c $(wildcard headers/*.h) | $(BUILD)/rel
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/memcheck/%: test/%.c $(REL_OBJS) $(wildcard test/*.h) | $(BUILD)/memcheck
+	$(CC) $(ALL_CFLAGS) -Itest $< $(REL_OBJS) -o $@ $(PKG_LIBS) $(TEST_LIBS)
+
+$(BENCH): bench/bench.c $(REL_OBJS) | $(BUILD)
+	$(CC) $(ALL_CFLAGS) -O2 $< $(REL_OBJS) -o $@ $(PKG_LIBS)
+
+$(BUILD) $(BUILD)/pic $(BUILD)/san $(BUILD)/test $(BUILD)/rel $(BUILD)/memcheck:
+	mkdir -p $@
+
+$(BUILD)/locale/%/LC_MESSAGES/purple-omemo.mo: po/%.po
+	mkdir -p $(dir $@)
+	msgfmt --check -o $@ $<
+
+# The one command that proves the tree works.
+check: all unit-check
+
+unit-check: $(UNIT_BINS)
+	SIGNAL=$(SIGNAL) BUILD=$(BUILD) sh test/run_unit.sh $(UNIT_BINS)
+
+memcheck: $(MEMCHECK_BINS)
+	MEMCHECK=1 SIGNAL=$(SIGNAL) BUILD=$(BUILD) sh test/run_unit.sh $(MEMCHECK_BINS)
+
+bench: $(BENCH)
+	$(BENCH)
+
+install: all
+	install -d $(DESTDIR)$(PLUGINDIR)
+	install -m 0644 $(PLUGIN) $(DESTDIR)$(PLUGINDIR)/purple-omemo.so
+	for l in $(PO_LANGS); do \
+		install -d $(DESTDIR)$(LOCALEDIR)/$$l/LC_MESSAGES; \
+		install -m 0644 $(BUILD)/locale/$$l/LC_MESSAGES/purple-omemo.mo \
+			$(DESTDIR)$(LOCALEDIR)/$$l/LC_MESSAGES/purple-omemo.mo; \
+	done
+
+install-home: all
+	install -d $(HOME_PLUGINDIR)
+	install -m 0644 $(PLUGIN) $(HOME_PLUGINDIR)/purple-omemo.so
+
+uninstall:
+	rm -f $(DESTDIR)$(PLUGINDIR)/purple-omemo.so $(HOME_PLUGINDIR)/purple-omemo.so
+	for l in $(PO_LANGS); do rm -f $(DESTDIR)$(LOCALEDIR)/$$l/LC_MESSAGES/purple-omemo.mo; done
+
+# Packages to build, run and test (Debian/Ubuntu). Idempotent.
+DEB_PACKAGES := build-essential pkg-config gettext libpurple-dev libglib2.0-dev \
+	libomemo-c-dev libsignal-protocol-c-dev libgcrypt20-dev libsqlite3-dev libxml2-dev \
+	libcmocka-dev valgrind sqlite3 \
+	python3 python3-cryptography python3-omemo python3-oldmemo python3-xmlschema \
+	python3-slixmpp prosody lua-unbound
+
+deps:
+	@if ! command -v apt-get >/dev/null; then \
+		echo "make deps knows apt-get only; install: $(DEB_PACKAGES)"; exit 1; fi
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+		done); \
+	if [ -z "$$missing" ]; then echo "all build and test packages are installed"; exit 0; fi; \
+	SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	echo "installing:" $$missing; \
+	$$SUDO apt-get update -q && \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends $$missing
+
+pot:
+	xgettext --from-code=UTF-8 --keyword=_ --keyword=N_ --package-name=purple-omemo \
+		--package-version=$(VERSION) --add-comments=TRANSLATORS -o po/purple-omemo.pot \
+		--files-from=po/POTFILES
+
+clean:
+	rm -rf build

@@ -1,0 +1,121 @@
+/*
+ * The per-account SQLite database: the Signal library's state (own identity,
+ * prekeys, signed prekeys, sessions, remote identities), the device lists of
+ * every JID, trust decisions and per-conversation settings.
+ *
+ * One connection per account, kept open; WAL with synchronous=FULL, so each
+ * commit is durable; prepared statements cached for the connection's life.
+ * store_begin()/store_commit() nest: only the outermost pair touches SQLite,
+ * so everything one message causes commits once.
+ */
+#ifndef PURPLE_OMEMO_STORE_H
+#define PURPLE_OMEMO_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <signal_protocol.h>
+
+typedef struct store store_t;
+
+#define STORE_SCHEMA_VERSION 1
+
+/* Open or create the database at path (the parent directory must exist).
+ * A new file is created with mode 0600. Sets WAL, synchronous=FULL,
+ * busy_timeout, foreign keys; creates or migrates the schema.
+ * Errors: OMEMO_ERR_STORE_OPEN, _CORRUPT (not a database, or damaged: the file
+ * is left as it is), _TOO_NEW (user_version above ours), _READONLY, _BUSY. */
+int store_open(const char *path, store_t **out);
+void store_close(store_t *store);
+const char *store_path(const store_t *store);
+
+/* Transactions (nesting). A rollback at any depth rolls back the whole
+ * outermost transaction, and the commits of the enclosing levels then fail
+ * with OMEMO_ERR_STORE until the outermost level ends. */
+int store_begin(store_t *store);
+int store_commit(store_t *store);
+void store_rollback(store_t *store);
+
+/* Install every Signal store callback (identity, prekey, signed prekey,
+ * session, sender key) on ctx, for the given namespace (sessions and remote
+ * identities are keyed by namespace as well as address). The store must
+ * outlive ctx. Callbacks follow libsignal's documented return contract. */
+int store_signal_register(store_t *store, signal_protocol_store_context *ctx, const char *ns);
+
+/* --- small typed key/value table for the engine's bookkeeping --- */
+int store_meta_get_int(store_t *store, const char *key, int64_t *value); /* NOT_FOUND */
+int store_meta_set_int(store_t *store, const char *key, int64_t value);
+
+/* --- own identity --- */
+/* OMEMO_ERR_NOT_FOUND when the account has none yet. Buffers: signal_buffer_free. */
+int store_identity_get(store_t *store, uint32_t *device_id, uint32_t *registration_id,
+                       signal_buffer **public_key, signal_buffer **private_key);
+int store_identity_set(store_t *store, uint32_t device_id, uint32_t registration_id,
+                       const uint8_t *public_key, size_t public_len,
+                       const uint8_t *private_key, size_t private_len);
+
+/* --- prekeys (the Signal callbacks also reach them) --- */
+int store_prekey_save(store_t *store, uint32_t id, const uint8_t *record, size_t len);
+/* 0 and *record, or OMEMO_ERR_NOT_FOUND. Used keys are still returned. */
+int store_prekey_load(store_t *store, uint32_t id, signal_buffer **record);
+/* The Signal library's remove_pre_key only marks a key used (at `now`, seconds):
+ * a message delivered twice (offline storage and a copy) must still find it.
+ * Ids of keys not yet used, ascending; *ids is g_malloc'd. */
+int store_prekey_list_unused(store_t *store, uint32_t **ids, size_t *n);
+/* Delete keys marked used before `before` (seconds). */
+int store_prekey_purge_used(store_t *store, int64_t before);
+
+/* --- signed prekeys --- */
+int store_signed_prekey_save(store_t *store, uint32_t id, const uint8_t *record, size_t len,
+                             int64_t created);
+int store_signed_prekey_load(store_t *store, uint32_t id, signal_buffer **record);
+/* All signed prekeys, newest first; arrays g_malloc'd. */
+int store_signed_prekey_list(store_t *store, uint32_t **ids, int64_t **created, size_t *n);
+int store_signed_prekey_remove(store_t *store, uint32_t id);
+
+/* --- sessions (direct access besides the callbacks) --- */
+bool store_session_exists(store_t *store, const char *ns, const char *jid, uint32_t device_id);
+int store_session_delete(store_t *store, const char *ns, const char *jid, uint32_t device_id);
+
+/* --- remote identity keys as the Signal library saw them --- */
+int store_remote_identity_get(store_t *store, const char *ns, const char *jid,
+                              uint32_t device_id, signal_buffer **key); /* NOT_FOUND */
+
+/* --- device lists of every JID (own included) --- */
+typedef struct {
+	uint32_t id;
+	bool active;
+	int64_t first_seen;
+	int64_t last_seen;
+} store_device;
+
+/* Record the list just published by jid: listed ids become active (new ones
+ * get first_seen = now), last_seen = now for them; ids not listed become
+ * inactive (kept, so their trust and sessions survive a re-add). */
+int store_devices_update(store_t *store, const char *ns, const char *jid, const uint32_t *ids,
+                         size_t n, int64_t now);
+/* Devices of jid ordered by id; *devices g_malloc'd (may be NULL when n == 0). */
+int store_devices_get(store_t *store, const char *ns, const char *jid, bool active_only,
+                      store_device **devices, size_t *n);
+int store_device_remove(store_t *store, const char *ns, const char *jid, uint32_t id);
+
+/* --- trust decisions per (jid, device, identity key) --- */
+int store_trust_set(store_t *store, const char *jid, uint32_t device_id, const uint8_t *key,
+                    size_t key_len, int state, int64_t now);
+/* OMEMO_ERR_NOT_FOUND when no decision exists for exactly this key. */
+int store_trust_get(store_t *store, const char *jid, uint32_t device_id, const uint8_t *key,
+                    size_t key_len, int *state);
+
+/* --- per-conversation settings (conv is a bare JID or room JID) --- */
+int store_setting_set(store_t *store, const char *conv, const char *key, const char *value);
+int store_setting_get(store_t *store, const char *conv, const char *key, char **value); /* g_free; NOT_FOUND */
+
+/* --- statistics, for the benchmark and tests --- */
+typedef struct {
+	uint64_t commits;      /* outermost transactions committed, autocommit writes included */
+	uint64_t rollbacks;
+} store_stats;
+void store_get_stats(const store_t *store, store_stats *stats);
+
+#endif
