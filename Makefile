@@ -80,7 +80,7 @@ $(BUILD)/rel/%.o: src/%.c $(wildcard headers/*.h) | $(BUILD)/rel
 $(BUILD)/memcheck/%: test/%.c $(REL_OBJS) $(wildcard test/*.h) | $(BUILD)/memcheck
 	$(CC) $(ALL_CFLAGS) -Itest $< $(REL_OBJS) -o $@ $(PKG_LIBS) $(TEST_LIBS)
 
-$(BENCH): bench/bench.c $(REL_OBJS) | $(BUILD)
+$(BENCH): test/bench.c $(REL_OBJS) | $(BUILD)
 	$(CC) $(ALL_CFLAGS) -O2 $< $(REL_OBJS) -o $@ $(PKG_LIBS)
 
 $(BUILD) $(BUILD)/pic $(BUILD)/san $(BUILD)/test $(BUILD)/rel $(BUILD)/memcheck:
