@@ -20,10 +20,16 @@
  * plugins share it). Idempotent. Returns 0 or OMEMO_ERR_CRYPTO. */
 int payload_crypto_init(void);
 
-/* Install the libgcrypt provider on a Signal context. */
+/* Install the libgcrypt provider on a Signal context (initialises
+ * libgcrypt first). 0, OMEMO_ERR_CRYPTO or the Signal library's code. */
 int payload_crypto_provider_set(signal_context *ctx);
 
-/* Release cached cipher/HMAC handles (plugin unload, end of tests). */
+/* The provider itself, for tests that call its functions directly. All
+ * Signal contexts of the process share it and its cached handles. */
+const signal_crypto_provider *payload_crypto_provider(void);
+
+/* Release cached cipher/HMAC handles (plugin unload, end of tests). The
+ * provider stays usable: handles are opened again on demand. */
 void payload_crypto_shutdown(void);
 
 /* Strong random bytes. 0 or OMEMO_ERR_RANDOM. */

@@ -16,9 +16,6 @@
 #include <session_state.h>
 #include <signal_protocol.h>
 
-/* Session version for legacy OMEMO (eu.siacs.conversations.axolotl). */
-#define COMPAT_LEGACY_SESSION_VERSION 3
-
 #ifdef OMEMO_WITH_LIBSIGNAL_PROTOCOL_C
 #define COMPAT_SIGNAL_LIBRARY "libsignal-protocol-c"
 #define compat_session_load_session(ctx, rec, addr) \
@@ -27,6 +24,9 @@
 	session_signed_pre_key_create((out), (id), (ts), (kp), (sig), (sig_len))
 #else
 #define COMPAT_SIGNAL_LIBRARY "libomemo-c"
+/* libomemo-c numbers its session kinds: 2 is legacy OMEMO (its default,
+ * wire-identical to libsignal-protocol-c), 4 is OMEMO 2. */
+#define COMPAT_LEGACY_SESSION_VERSION 2
 /* libomemo-c asks which session version to load; legacy is version 3. */
 #define compat_session_load_session(ctx, rec, addr)                        \
 	signal_protocol_session_load_session((ctx), (rec), (addr),              \

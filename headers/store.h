@@ -111,6 +111,11 @@ int store_trust_get(store_t *store, const char *jid, uint32_t device_id, const u
 int store_setting_set(store_t *store, const char *conv, const char *key, const char *value);
 int store_setting_get(store_t *store, const char *conv, const char *key, char **value); /* g_free; NOT_FOUND */
 
+/* The OMEMO_ERR_STORE_* code of the most recent failed store operation, or 0
+ * when the most recent operation succeeded. The engine asks after the Signal
+ * library reports a failure, to tell a full disk from a broken message. */
+int store_last_error(const store_t *store);
+
 /* --- statistics, for the benchmark and tests --- */
 typedef struct {
 	uint64_t commits;      /* outermost transactions committed, autocommit writes included */

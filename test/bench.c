@@ -1,0 +1,379 @@
+/*
+ * `make bench`: figures for the engine with the store settings production
+ * uses (WAL, synchronous=FULL, on the disk that holds $TMPDIR or /tmp).
+ * It prints medians over repeated runs; it asserts nothing and is no test.
+ *
+ *   bench [--quick]          all figures (--quick: fewer repetitions)
+ *   bench --open-only DB JID (internal) open one store and exit, so the
+ *                            parent can read this process's peak RSS
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <glib.h>
+#include <glib/gstdio.h>
+
+#include "engine.h"
+#include "err.h"
+#include "payload.h"
+#include "signal_compat.h"
+#include "store.h"
+
+#define ALICE "alice@example.org"
+#define BOB "bob@example.org"
+#define MAX_DEVICES 1000
+
+static double wall_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static double cpu_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void die(const char *what, int ret)
+{
+	fprintf(stderr, "bench: %s failed: %s (%d)\n", what, omemo_strerror(ret), ret);
+	exit(1);
+}
+
+static engine_t *open_engine(const char *dir, const char *name, const char *jid)
+{
+	char *file = g_strdup_printf("%s.db", name);
+	char *path = g_build_filename(dir, file, NULL);
+	engine_t *e = NULL;
+	int ret = engine_open(path, jid, &e);
+
+	if (ret < 0)
+		die("engine_open", ret);
+	g_free(file);
+	g_free(path);
+	return e;
+}
+
+/*
+ * Give `a` established sessions with devices 1..n of BOB. One peer engine
+ * stands in for all of them: for each device, a builds a session from the
+ * peer's bundle, sends a prekey message, and the peer's reply (relabelled
+ * as coming from device k) completes it, so later messages are ordinary
+ * WhisperMessages as in a long-running conversation.
+ */
+static void establish(engine_t *a, engine_t *peer, int n)
+{
+	omemo_bundle bundle;
+	int ret;
+
+	for (int k = 1; k <= n; k++) {
+		omemo_address to = { BOB, (uint32_t)k };
+		omemo_address back = { ALICE, engine_device_id(a) };
+		omemo_message m, r;
+		engine_decrypted d;
+		bool changed;
+
+		if ((ret = engine_get_bundle(peer, &bundle)) < 0)
+			die("engine_get_bundle", ret);
+		if ((ret = engine_build_session(a, BOB, (uint32_t)k, &bundle)) < 0)
+			die("engine_build_session", ret);
+		omemo_bundle_clear(&bundle);
+		if ((ret = engine_encrypt(a, (const uint8_t *)"hi", 2, &to, 1, &m, NULL)) < 0)
+			die("engine_encrypt", ret);
+		m.keys[0].rid = engine_device_id(peer);
+		if ((ret = engine_decrypt(peer, ALICE, &m, &d)) < 0)
+			die("engine_decrypt (peer)", ret);
+		engine_decrypted_clear(&d);
+		omemo_message_clear(&m);
+		if ((ret = engine_encrypt(peer, NULL, 0, &back, 1, &r, NULL)) < 0)
+			die("engine_encrypt (peer)", ret);
+		r.sid = (uint32_t)k;
+		if ((ret = engine_decrypt(a, BOB, &r, &d)) < 0)
+			die("engine_decrypt", ret);
+		engine_decrypted_clear(&d);
+		omemo_message_clear(&r);
+		if (k % 50 == 0 && (ret = engine_maintain(peer, time(NULL), &changed)) < 0)
+			die("engine_maintain", ret);
+	}
+}
+
+static void bench_encrypt(engine_t *a, int n, int reps)
+{
+	omemo_address *rcpts = g_new(omemo_address, n);
+	double *wall = g_new(double, reps), *cpu = g_new(double, reps);
+	const char *text = "The quick brown fox jumps over the lazy dog, twice over.";
+	store_stats s0, s1;
+	int prekeys = 0;
+
+	for (int k = 0; k < n; k++) {
+		rcpts[k].jid = BOB;
+		rcpts[k].device_id = (uint32_t)k + 1;
+	}
+	store_get_stats(engine_store(a), &s0);
+	for (int r = 0; r < reps; r++) {
+		omemo_message m;
+		double w = wall_us(), c = cpu_us();
+		int ret = engine_encrypt(a, (const uint8_t *)text, strlen(text), rcpts, (size_t)n,
+		                         &m, NULL);
+
+		cpu[r] = cpu_us() - c;
+		wall[r] = wall_us() - w;
+		if (ret < 0)
+			die("engine_encrypt", ret);
+		if (m.n_keys != (size_t)n)
+			die("engine_encrypt (some devices skipped)", OMEMO_ERR_NO_SESSION);
+		for (size_t i = 0; i < m.n_keys; i++)
+			prekeys += m.keys[i].prekey;
+		omemo_message_clear(&m);
+	}
+	store_get_stats(engine_store(a), &s1);
+	printf("| encrypt for %4d devices | %9.3f ms | %9.3f ms | %.2f | %s\n", n,
+	       median(wall, reps) / 1000, median(cpu, reps) / 1000,
+	       (double)(s1.commits - s0.commits) / reps,
+	       prekeys ? "(some prekey messages!)" : "|");
+	g_free(rcpts);
+	g_free(wall);
+	g_free(cpu);
+}
+
+static void bench_decrypt(const char *dir, int reps)
+{
+	engine_t *a = open_engine(dir, "dec-a", ALICE);
+	engine_t *b = open_engine(dir, "dec-b", BOB);
+	omemo_message *msgs = g_new0(omemo_message, reps);
+	double *wall = g_new(double, reps), *cpu = g_new(double, reps);
+	omemo_address to_b = { BOB, engine_device_id(b) };
+	omemo_address to_a = { ALICE, engine_device_id(a) };
+	omemo_bundle bundle;
+	omemo_message m;
+	engine_decrypted d;
+	store_stats s0, s1;
+	int ret;
+
+	/* Establish, then queue `reps` messages of one sending chain. */
+	if ((ret = engine_get_bundle(b, &bundle)) < 0 ||
+	    (ret = engine_build_session(a, BOB, engine_device_id(b), &bundle)) < 0)
+		die("session setup", ret);
+	omemo_bundle_clear(&bundle);
+	if ((ret = engine_encrypt(a, (const uint8_t *)"x", 1, &to_b, 1, &m, NULL)) < 0 ||
+	    (ret = engine_decrypt(b, ALICE, &m, &d)) < 0)
+		die("first message", ret);
+	engine_decrypted_clear(&d);
+	omemo_message_clear(&m);
+	if ((ret = engine_encrypt(b, NULL, 0, &to_a, 1, &m, NULL)) < 0 ||
+	    (ret = engine_decrypt(a, BOB, &m, &d)) < 0)
+		die("key transport", ret);
+	engine_decrypted_clear(&d);
+	omemo_message_clear(&m);
+	for (int r = 0; r < reps; r++) {
+		const char *text = "A message of ordinary length, decrypted in a running chain.";
+
+		if ((ret = engine_encrypt(a, (const uint8_t *)text, strlen(text), &to_b, 1,
+		                          &msgs[r], NULL)) < 0)
+			die("engine_encrypt", ret);
+	}
+	store_get_stats(engine_store(b), &s0);
+	for (int r = 0; r < reps; r++) {
+		double w = wall_us(), c = cpu_us();
+
+		ret = engine_decrypt(b, ALICE, &msgs[r], &d);
+		cpu[r] = cpu_us() - c;
+		wall[r] = wall_us() - w;
+		if (ret < 0)
+			die("engine_decrypt", ret);
+		engine_decrypted_clear(&d);
+		omemo_message_clear(&msgs[r]);
+	}
+	store_get_stats(engine_store(b), &s1);
+	printf("| decrypt one message       | %9.3f ms | %9.3f ms | %.2f | |\n",
+	       median(wall, reps) / 1000, median(cpu, reps) / 1000,
+	       (double)(s1.commits - s0.commits) / reps);
+	g_free(msgs);
+	g_free(wall);
+	g_free(cpu);
+	engine_close(a);
+	engine_close(b);
+}
+
+static void bench_build_session(engine_t *a, engine_t *peer, int reps)
+{
+	double *wall = g_new(double, reps), *cpu = g_new(double, reps);
+	omemo_bundle bundle;
+	int ret;
+
+	if ((ret = engine_get_bundle(peer, &bundle)) < 0)
+		die("engine_get_bundle", ret);
+	for (int r = 0; r < reps; r++) {
+		double w = wall_us(), c = cpu_us();
+
+		ret = engine_build_session(a, "carol@example.org", (uint32_t)r + 1, &bundle);
+		cpu[r] = cpu_us() - c;
+		wall[r] = wall_us() - w;
+		if (ret < 0)
+			die("engine_build_session", ret);
+	}
+	omemo_bundle_clear(&bundle);
+	printf("| build session from bundle | %9.3f ms | %9.3f ms | 1 | |\n",
+	       median(wall, reps) / 1000, median(cpu, reps) / 1000);
+	g_free(wall);
+	g_free(cpu);
+}
+
+static void bench_open(const char *self, const char *path, int reps)
+{
+	double *wall = g_new(double, reps);
+	long rss_kb = 0;
+
+	for (int r = 0; r < reps; r++) {
+		engine_t *e = NULL;
+		double w = wall_us();
+		int ret = engine_open(path, ALICE, &e);
+
+		wall[r] = wall_us() - w;
+		if (ret < 0)
+			die("engine_open", ret);
+		engine_close(e);
+	}
+	/* Peak RSS of a fresh process that does nothing but open the store. */
+	{
+		pid_t pid = fork();
+		int status;
+		struct rusage ru;
+
+		if (pid == 0) {
+			execl(self, self, "--open-only", path, ALICE, (char *)NULL);
+			_exit(127);
+		}
+		if (pid > 0 && wait4(pid, &status, 0, &ru) == pid && WIFEXITED(status) &&
+		    WEXITSTATUS(status) == 0)
+			rss_kb = ru.ru_maxrss;
+	}
+	printf("| open store, 1000 devices with sessions | %9.3f ms | peak RSS %ld KiB | | |\n",
+	       median(wall, reps) / 1000, rss_kb);
+	g_free(wall);
+}
+
+static void print_machine(const char *dir)
+{
+	struct utsname u;
+	char *cpuinfo = NULL;
+	const char *model = "unknown";
+	GDateTime *now = g_date_time_new_now_utc();
+	char *date = g_date_time_format(now, "%Y-%m-%d");
+
+	if (g_file_get_contents("/proc/cpuinfo", &cpuinfo, NULL, NULL)) {
+		char *p = strstr(cpuinfo, "model name");
+
+		if (p && (p = strchr(p, ':'))) {
+			model = p + 2;
+			*strchrnul(model, '\n') = '\0';
+		}
+	}
+	uname(&u);
+	printf("purple-omemo %s benchmark, %s, %s\n", PURPLE_OMEMO_VERSION, date,
+	       COMPAT_SIGNAL_LIBRARY);
+	printf("machine: %s, %ld cores, %s %s; store in %s (WAL, synchronous=FULL)\n\n", model,
+	       sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release, dir);
+	g_free(cpuinfo);
+	g_free(date);
+	g_date_time_unref(now);
+}
+
+static void rm_rf(const char *dir)
+{
+	GDir *d = g_dir_open(dir, 0, NULL);
+	const char *name;
+
+	if (!d)
+		return;
+	while ((name = g_dir_read_name(d))) {
+		char *p = g_build_filename(dir, name, NULL);
+		g_unlink(p);
+		g_free(p);
+	}
+	g_dir_close(d);
+	g_rmdir(dir);
+}
+
+int main(int argc, char **argv)
+{
+	bool quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+	int reps = quick ? 5 : 31;
+	char *dir, *alice_db;
+	engine_t *a, *peer;
+	const int sizes[] = { 1, 10, 100, 1000 };
+
+	if (argc == 4 && strcmp(argv[1], "--open-only") == 0) {
+		engine_t *e = NULL;
+		int ret = engine_open(argv[2], argv[3], &e);
+
+		engine_close(e);
+		return ret < 0;
+	}
+	dir = g_dir_make_tmp("purple-omemo-bench-XXXXXX", NULL);
+	if (!dir)
+		die("creating a temporary directory", OMEMO_ERR_STORE_OPEN);
+	print_machine(dir);
+
+	a = open_engine(dir, "alice", ALICE);
+	peer = open_engine(dir, "peer", BOB);
+	{
+		double w = wall_us();
+
+		establish(a, peer, MAX_DEVICES);
+		printf("(set-up: %d established sessions in %.1f s)\n\n", MAX_DEVICES,
+		       (wall_us() - w) / 1e6);
+	}
+	printf("| operation | wall (median) | CPU (median) | commits per op | |\n");
+	printf("|---|---|---|---|---|\n");
+	for (size_t i = 0; i < G_N_ELEMENTS(sizes); i++)
+		bench_encrypt(a, sizes[i], sizes[i] >= 1000 ? (quick ? 3 : 11) : reps);
+	bench_decrypt(dir, quick ? 20 : 201);
+	bench_build_session(a, peer, reps);
+
+	{
+		uint32_t ids[MAX_DEVICES];
+		int ret;
+
+		for (int k = 0; k < MAX_DEVICES; k++)
+			ids[k] = (uint32_t)k + 1;
+		ret = store_devices_update(engine_store(a), OMEMO_NS_LEGACY, BOB, ids, MAX_DEVICES,
+		                           time(NULL));
+		if (ret < 0)
+			die("store_devices_update", ret);
+	}
+	alice_db = g_strdup(store_path(engine_store(a)));
+	engine_close(a);
+	engine_close(peer);
+	bench_open(argv[0], alice_db, reps);
+
+	g_free(alice_db);
+	rm_rf(dir);
+	g_free(dir);
+	payload_crypto_shutdown();
+	return 0;
+}
