@@ -19,7 +19,9 @@
 
 typedef struct store store_t;
 
-#define STORE_SCHEMA_VERSION 1
+/* user_version of the schema this code writes. 1: first schema; 2: prekeys
+ * gain used_at (marked used, purged later, instead of deleted). */
+#define STORE_SCHEMA_VERSION 2
 
 /* Open or create the database at path (the parent directory must exist).
  * A new file is created with mode 0600. Sets WAL, synchronous=FULL,
@@ -27,12 +29,20 @@ typedef struct store store_t;
  * Errors: OMEMO_ERR_STORE_OPEN, _CORRUPT (not a database, or damaged: the file
  * is left as it is), _TOO_NEW (user_version above ours), _READONLY, _BUSY. */
 int store_open(const char *path, store_t **out);
+/* Uncommitted work is rolled back. NULL is fine. */
 void store_close(store_t *store);
 const char *store_path(const store_t *store);
 
 /* Transactions (nesting). A rollback at any depth rolls back the whole
  * outermost transaction, and the commits of the enclosing levels then fail
- * with OMEMO_ERR_STORE until the outermost level ends. */
+ * with OMEMO_ERR_STORE until the outermost level ends; so do store_begin()
+ * and every write in between (none of them may autocommit half the work).
+ * store_commit() ends its level whether it succeeds or fails: a failed
+ * outermost COMMIT is rolled back before it returns, so do not call
+ * store_rollback() for the same level after it (at the outermost level that
+ * is a harmless no-op; nested, it would end the enclosing level).
+ * store_commit() without a store_begin() is OMEMO_ERR_INVALID_ARG;
+ * store_rollback() without one does nothing. */
 int store_begin(store_t *store);
 int store_commit(store_t *store);
 void store_rollback(store_t *store);
@@ -40,7 +50,12 @@ void store_rollback(store_t *store);
 /* Install every Signal store callback (identity, prekey, signed prekey,
  * session, sender key) on ctx, for the given namespace (sessions and remote
  * identities are keyed by namespace as well as address). The store must
- * outlive ctx. Callbacks follow libsignal's documented return contract. */
+ * outlive ctx. Callbacks follow libsignal's documented return contract;
+ * contains_* return a negative code when the database fails (the library
+ * checks for it). Register once per ctx: the library does not release
+ * stores it replaces. A store failure inside a callback reaches the library
+ * as SG_ERR_UNKNOWN (SG_ERR_NOMEM for memory); store_last_error() names it.
+ * is_trusted_identity always answers 1: trust is decided above (trust.c). */
 int store_signal_register(store_t *store, signal_protocol_store_context *ctx, const char *ns);
 
 /* --- small typed key/value table for the engine's bookkeeping --- */
@@ -75,6 +90,7 @@ int store_signed_prekey_list(store_t *store, uint32_t **ids, int64_t **created, 
 int store_signed_prekey_remove(store_t *store, uint32_t id);
 
 /* --- sessions (direct access besides the callbacks) --- */
+/* false on errors too: store_last_error() tells them apart. */
 bool store_session_exists(store_t *store, const char *ns, const char *jid, uint32_t device_id);
 int store_session_delete(store_t *store, const char *ns, const char *jid, uint32_t device_id);
 
@@ -113,14 +129,20 @@ int store_setting_get(store_t *store, const char *conv, const char *key, char **
 
 /* The OMEMO_ERR_STORE_* code of the most recent failed store operation, or 0
  * when the most recent operation succeeded. The engine asks after the Signal
- * library reports a failure, to tell a full disk from a broken message. */
+ * library reports a failure, to tell a full disk from a broken message.
+ * Operations are the public functions and the Signal callbacks; each resets
+ * it. Besides OMEMO_ERR_STORE_* it can be OMEMO_ERR_NOMEM,
+ * OMEMO_ERR_INVALID_ARG, or OMEMO_ERR_NO_IDENTITY (the library asked for the
+ * own identity or registration id before there was one). "Not found"
+ * answers are not failures. NULL store: OMEMO_ERR_INVALID_ARG. */
 int store_last_error(const store_t *store);
 
 /* --- statistics, for the benchmark and tests --- */
 typedef struct {
 	uint64_t commits;      /* outermost transactions committed, autocommit writes included */
-	uint64_t rollbacks;
+	uint64_t rollbacks;    /* outermost transactions rolled back (failed commits included) */
 } store_stats;
+/* Counted since store_open() (schema migrations are not). */
 void store_get_stats(const store_t *store, store_stats *stats);
 
 #endif

@@ -4,6 +4,16 @@
  * what they use and return one specific OMEMO_ERR_WIRE_* code per defect;
  * they ignore elements and attributes they do not know. Builders return a
  * new tree the caller owns (xmlnode_free).
+ *
+ * Parsers: `out` is overwritten (not freed first) and is left zeroed on any
+ * error; a NULL element gives OMEMO_ERR_WIRE_ELEMENT (so the result of
+ * wire_find_item_payload() can be passed straight in), a NULL `out`
+ * OMEMO_ERR_INVALID_ARG. Children may carry the legacy namespace (parsed
+ * stanzas) or none (trees of our own builders); other namespaces are skipped.
+ *
+ * Builders return NULL for NULL input or for a struct no peer could accept
+ * (a device id, sid or rid outside 1..2^31-1, an empty key or IV, a payload
+ * pointer with length 0, no keys). They write standard padded base64.
  */
 #ifndef PURPLE_OMEMO_WIRE_H
 #define PURPLE_OMEMO_WIRE_H
@@ -28,7 +38,8 @@ xmlnode *wire_build_encrypted(const omemo_message *msg);
 
 /* Find the pubsub item payload: the first child named `name` in namespace
  * OMEMO_NS_LEGACY of the single <item> under <items> (any item id: Dino
- * publishes bundles under item '1'). NULL when absent. */
+ * publishes bundles under item '1'). Should a server send several items, the
+ * first one holding such a child wins. NULL when absent. */
 xmlnode *wire_find_item_payload(xmlnode *items, const char *name);
 
 #endif

@@ -36,7 +36,7 @@ static int64_t now_seconds(void)
 
 static void engine_log_cb(int level, const char *message, size_t len, void *user_data)
 {
-	if (level <= SG_LOG_WARNING)
+	if (level <= SG_LOG_ERROR)
 		g_warning("signal: %.*s", (int)len, message);
 	else
 		g_debug("signal: %.*s", (int)len, message);

@@ -289,8 +289,11 @@ static void print_machine(const char *dir)
 		char *p = strstr(cpuinfo, "model name");
 
 		if (p && (p = strchr(p, ':'))) {
+			char *nl;
+
 			model = p + 2;
-			*strchrnul(model, '\n') = '\0';
+			if ((nl = strchr(model, '\n')))
+				*nl = '\0';
 		}
 	}
 	uname(&u);
