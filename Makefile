@@ -62,19 +62,19 @@ MO_FILES := $(patsubst %,$(BUILD)/locale/%/LC_MESSAGES/purple-omemo.mo,$(PO_LANG
 
 all: $(PLUGIN) $(MO_FILES)
 
-$(BUILD)/pic/%.o: src/%.c $(wildcard headers/*.h) | $(BUILD)/pic
+$(BUILD)/pic/%.o: src/%.c $(wildcard headers/*.h) VERSION | $(BUILD)/pic
 	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
 
 $(PLUGIN): $(PIC_OBJS)
 	$(CC) -shared -fPIC $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -Wl,--no-undefined
 
-$(BUILD)/san/%.o: src/%.c $(wildcard headers/*.h) | $(BUILD)/san
+$(BUILD)/san/%.o: src/%.c $(wildcard headers/*.h) VERSION | $(BUILD)/san
 	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -c $< -o $@
 
 $(BUILD)/test/%: test/%.c $(SAN_OBJS) $(wildcard test/*.h) | $(BUILD)/test
 	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -Itest $< $(SAN_OBJS) -o $@ $(PKG_LIBS) $(TEST_LIBS)
 
-$(BUILD)/rel/%.o: src/%.c $(wildcard headers/*.h) | $(BUILD)/rel
+$(BUILD)/rel/%.o: src/%.c $(wildcard headers/*.h) VERSION | $(BUILD)/rel
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/memcheck/%: test/%.c $(REL_OBJS) $(wildcard test/*.h) | $(BUILD)/memcheck
@@ -90,14 +90,30 @@ $(BUILD)/locale/%/LC_MESSAGES/purple-omemo.mo: po/%.po
 	mkdir -p $(dir $@)
 	msgfmt --check -o $@ $<
 
-# The one command that proves the tree works.
-check: all unit-check
+# The one command that proves the tree works. Every step runs even when an
+# earlier one fails; each leaves its "N passed, N failed" line in a log and
+# test/summary.sh prints the one final total (a step with no line counts as
+# a failure). test_plugin loads the built plugin from $(BUILD).
+CHECK_LOGS := $(BUILD)/check-logs
 
-unit-check: $(UNIT_BINS)
-	SIGNAL=$(SIGNAL) BUILD=$(BUILD) sh test/run_unit.sh $(UNIT_BINS)
+# Keep the objects the test programs link: as pattern-rule intermediates make
+# would delete them after the run and print that after the final summary.
+.SECONDARY: $(SAN_OBJS) $(REL_OBJS)
 
-memcheck: $(MEMCHECK_BINS)
-	MEMCHECK=1 SIGNAL=$(SIGNAL) BUILD=$(BUILD) sh test/run_unit.sh $(MEMCHECK_BINS)
+check: all $(UNIT_BINS)
+	@rm -rf $(CHECK_LOGS) && mkdir -p $(CHECK_LOGS)
+	@PURPLE_OMEMO_PLUGIN_DIR=$(BUILD) SIGNAL=$(SIGNAL) BUILD=$(BUILD) \
+		sh test/run_unit.sh $(UNIT_BINS) 2>&1 | tee $(CHECK_LOGS)/unit.log
+	@sh test/check_symbols.sh $(PLUGIN) 2>&1 | tee $(CHECK_LOGS)/symbols.log
+	@sh test/check_pot.sh 2>&1 | tee $(CHECK_LOGS)/pot.log
+	@sh test/summary.sh $(CHECK_LOGS)/unit.log $(CHECK_LOGS)/symbols.log $(CHECK_LOGS)/pot.log
+
+unit-check: $(UNIT_BINS) $(PLUGIN)
+	PURPLE_OMEMO_PLUGIN_DIR=$(BUILD) SIGNAL=$(SIGNAL) BUILD=$(BUILD) sh test/run_unit.sh $(UNIT_BINS)
+
+memcheck: $(MEMCHECK_BINS) $(PLUGIN)
+	PURPLE_OMEMO_PLUGIN_DIR=$(BUILD) MEMCHECK=1 SIGNAL=$(SIGNAL) BUILD=$(BUILD) \
+		sh test/run_unit.sh $(MEMCHECK_BINS)
 
 bench: $(BENCH)
 	$(BENCH)

@@ -234,7 +234,7 @@ static int store_stmt(store_t *store, const char *sql, const store_val *vals,
 		rc = sqlite3_prepare_v3(store->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, NULL);
 		if (rc != SQLITE_OK)
 			return store_fail_sqlite(store, rc);
-		g_hash_table_insert(store->stmts, (gpointer)sqlite3_sql(stmt), stmt);
+		g_hash_table_insert(store->stmts, (gpointer)sql, stmt);
 	}
 	/* After a rollback inside nested levels, a write would run in
 	 * autocommit mode and persist half of what the caller meant. */
@@ -520,10 +520,14 @@ int store_open(const char *path, store_t **out)
 
 	store = g_new0(store_t, 1);
 	store->path = g_strdup(path);
-	store->stmts = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, store_stmt_finalize);
+	/* Keyed by the address of the SQL text: every statement is a string
+	 * literal, and hashing a pointer costs nothing on the hot path. */
+	store->stmts = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, store_stmt_finalize);
 	/* No SQLITE_OPEN_CREATE: the file exists (we just made sure), and if
 	 * it vanished meanwhile SQLite must not create one with its own mode. */
-	rc = sqlite3_open_v2(path, &store->db, SQLITE_OPEN_READWRITE, NULL);
+	/* One connection per account, used from the UI thread only: SQLite's
+	 * own mutexes would be pure overhead. */
+	rc = sqlite3_open_v2(path, &store->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
 		ret = store_map_sqlite(rc, true);
 		goto out;
@@ -1326,6 +1330,8 @@ static int store_get_sub_device_sessions_cb(signal_int_list **sessions, const ch
 	return count;
 }
 
+/* An upsert rewrites the row in place; INSERT OR REPLACE would delete and
+ * re-insert row and index entry for every message to every device. */
 static int store_store_session_cb(const signal_protocol_address *address, uint8_t *record,
                                   size_t record_len, uint8_t *user_record,
                                   size_t user_record_len, void *user_data)
@@ -1338,16 +1344,18 @@ static int store_store_session_cb(const signal_protocol_address *address, uint8_
 		return SG_ERR_INVAL;
 	if (user_record)
 		ret = store_exec(store,
-		                 "INSERT OR REPLACE INTO sessions (ns, jid, device, record, user_record)"
-		                 " VALUES (?, ?, ?, ?, ?)",
+		                 "INSERT INTO sessions (ns, jid, device, record, user_record)"
+		                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (ns, jid, device) DO UPDATE"
+		                 " SET record = excluded.record, user_record = excluded.user_record",
 		                 VALS(V_TEXT(d->ns), V_TEXTN(address->name, address->name_len),
 		                      V_INT(address->device_id), V_BLOB(record, record_len),
 		                      V_BLOB(user_record, user_record_len)),
 		                 NULL);
 	else
 		ret = store_exec(store,
-		                 "INSERT OR REPLACE INTO sessions (ns, jid, device, record, user_record)"
-		                 " VALUES (?, ?, ?, ?, NULL)",
+		                 "INSERT INTO sessions (ns, jid, device, record, user_record)"
+		                 " VALUES (?, ?, ?, ?, NULL) ON CONFLICT (ns, jid, device) DO UPDATE"
+		                 " SET record = excluded.record, user_record = NULL",
 		                 VALS(V_TEXT(d->ns), V_TEXTN(address->name, address->name_len),
 		                      V_INT(address->device_id), V_BLOB(record, record_len)),
 		                 NULL);
