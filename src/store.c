@@ -30,7 +30,103 @@ struct store {
 	bool doomed;       /* the transaction was rolled back; levels still open */
 	int last_error;
 	store_stats stats;
+	/* Session rows by address ("ns\njid\ndevice"), so encrypting for many
+	 * devices reads no session from SQLite twice and writes each by rowid.
+	 * Valid because this connection is the database's only writer. */
+	GHashTable *sessions;  /* key -> store_session_entry */
+	GPtrArray *tx_touched; /* keys written in the open transaction */
 };
+
+typedef struct {
+	int64_t rowid;  /* 0: there is no row */
+	GBytes *record; /* NULL when there is no row */
+} store_session_entry;
+
+/* ------------------------------------------------------------------ */
+/* Session cache                                                        */
+/* ------------------------------------------------------------------ */
+
+#define SESSION_KEY_MAX 1200
+
+static void store_session_entry_free(gpointer p)
+{
+	store_session_entry *e = p;
+
+	if (e->record)
+		g_bytes_unref(e->record);
+	g_free(e);
+}
+
+/* Fills buf with the cache key "ns\njid\ndevice"; false when the address
+ * cannot be cached (too long, or a NUL inside the name that would make two
+ * names one key): such an address simply goes to SQLite every time. Built
+ * by hand: this runs three times per device per message. */
+static bool store_session_key(char *buf, const char *ns, const char *jid, size_t jid_len,
+                              int64_t device)
+{
+	size_t ns_len = strlen(ns);
+	char digits[24];
+	size_t nd = 0;
+	uint64_t v = device < 0 ? (uint64_t)-device : (uint64_t)device;
+	char *p;
+
+	if (ns_len + jid_len + sizeof(digits) + 3 > SESSION_KEY_MAX ||
+	    (jid_len && memchr(jid, '\0', jid_len)))
+		return false;
+	do {
+		digits[nd++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	if (device < 0)
+		digits[nd++] = '-';
+	p = buf;
+	memcpy(p, ns, ns_len);
+	p += ns_len;
+	*p++ = '\n';
+	memcpy(p, jid, jid_len);
+	p += jid_len;
+	*p++ = '\n';
+	while (nd)
+		*p++ = digits[--nd];
+	*p = '\0';
+	return true;
+}
+
+static void store_session_cache_put(store_t *store, const char *key, int64_t rowid,
+                                    const void *record, size_t len)
+{
+	store_session_entry *e = g_new0(store_session_entry, 1);
+
+	e->rowid = rowid;
+	e->record = rowid ? g_bytes_new(record, len) : NULL;
+	g_hash_table_replace(store->sessions, g_strdup(key), e);
+	if (store->depth > 0)
+		g_ptr_array_add(store->tx_touched, g_strdup(key));
+}
+
+static void store_session_cache_drop(store_t *store, const char *key)
+{
+	g_hash_table_remove(store->sessions, key);
+}
+
+static void store_session_forget(store_t *store, const char *ns, const char *jid,
+                                 size_t jid_len, int64_t device)
+{
+	char key[SESSION_KEY_MAX];
+
+	if (store_session_key(key, ns, jid, jid_len, device))
+		store_session_cache_drop(store, key);
+}
+
+/* The outermost transaction ended: rolled-back writes leave the cache. */
+static void store_session_cache_tx_end(store_t *store, bool committed)
+{
+	if (!committed)
+		for (guint i = 0; i < store->tx_touched->len; i++)
+			g_hash_table_remove(store->sessions, store->tx_touched->pdata[i]);
+	g_ptr_array_set_size(store->tx_touched, 0);
+}
+
 
 /* ------------------------------------------------------------------ */
 /* Schema                                                               */
@@ -161,7 +257,7 @@ int store_last_error(const store_t *store)
 /* Statements                                                           */
 /* ------------------------------------------------------------------ */
 
-typedef enum { SV_END = 0, SV_TEXT, SV_INT, SV_BLOB } store_val_type;
+typedef enum { SV_END = 0, SV_TEXT, SV_INT, SV_BLOB, SV_NULL } store_val_type;
 
 typedef struct {
 	store_val_type type;
@@ -199,6 +295,9 @@ static int store_bind(sqlite3_stmt *stmt, const store_val *vals)
 			break;
 		case SV_INT:
 			rc = sqlite3_bind_int64(stmt, i + 1, v->num);
+			break;
+		case SV_NULL:
+			rc = sqlite3_bind_null(stmt, i + 1);
 			break;
 		case SV_BLOB:
 			/* A NULL pointer would bind SQL NULL, not an empty blob. */
@@ -523,6 +622,9 @@ int store_open(const char *path, store_t **out)
 	/* Keyed by the address of the SQL text: every statement is a string
 	 * literal, and hashing a pointer costs nothing on the hot path. */
 	store->stmts = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, store_stmt_finalize);
+	store->sessions = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+	                                        store_session_entry_free);
+	store->tx_touched = g_ptr_array_new_with_free_func(g_free);
 	/* No SQLITE_OPEN_CREATE: the file exists (we just made sure), and if
 	 * it vanished meanwhile SQLite must not create one with its own mode. */
 	/* One connection per account, used from the UI thread only: SQLite's
@@ -575,6 +677,10 @@ void store_close(store_t *store)
 		(void)sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
 	if (store->stmts)
 		g_hash_table_destroy(store->stmts);
+	if (store->sessions)
+		g_hash_table_destroy(store->sessions);
+	if (store->tx_touched)
+		g_ptr_array_free(store->tx_touched, TRUE);
 	/* Every statement is finalised, so this closes (and checkpoints). */
 	if (store->db && sqlite3_close(store->db) != SQLITE_OK)
 		(void)sqlite3_close_v2(store->db);
@@ -676,10 +782,12 @@ int store_commit(store_t *store)
 		/* A COMMIT that failed on a busy lock leaves the transaction
 		 * open; end it so the caller's work is all gone either way. */
 		store_tx_abandon(store);
+		store_session_cache_tx_end(store, false);
 		store->stats.rollbacks++;
 		store->doomed = false;
 		return store_fail(store, ret);
 	}
+	store_session_cache_tx_end(store, true);
 	store->stats.commits++;
 	return 0;
 }
@@ -693,6 +801,7 @@ void store_rollback(store_t *store)
 		return;
 	if (!store->doomed) {
 		store_tx_abandon(store);
+		store_session_cache_tx_end(store, false);
 		store->stats.rollbacks++;
 		store->doomed = true;
 	}
@@ -975,20 +1084,53 @@ int store_signed_prekey_remove(store_t *store, uint32_t id)
 /* ------------------------------------------------------------------ */
 
 /* 1 exists, 0 not, negative on error. */
-static int store_session_find(store_t *store, const char *ns, const char *jid, size_t jid_len,
-                              int64_t device)
+/* Look the address up, through the cache. 1 and *entry (owned by the
+ * cache, may be NULL for an uncachable address) when a row exists, 0 when
+ * not, negative on error. A row with a user_record is never cached. */
+static int store_session_lookup(store_t *store, const char *ns, const char *jid, size_t jid_len,
+                                int64_t device, store_session_entry **entry)
 {
+	char key[SESSION_KEY_MAX];
+	bool cachable = store_session_key(key, ns, jid, jid_len, device);
+	store_session_entry *e = cachable ? g_hash_table_lookup(store->sessions, key) : NULL;
 	sqlite3_stmt *stmt = NULL;
 	int ret;
 
-	ret = store_stmt(store, "SELECT 1 FROM sessions WHERE ns = ? AND jid = ? AND device = ?",
+	*entry = NULL;
+	if (e) {
+		*entry = e;
+		return e->rowid ? 1 : 0;
+	}
+	ret = store_stmt(store,
+	                 "SELECT rowid, record, user_record IS NULL FROM sessions"
+	                 " WHERE ns = ? AND jid = ? AND device = ?",
 	                 VALS(V_TEXT(ns), V_TEXTN(jid, jid_len), V_INT(device)), &stmt);
 	if (ret < 0)
 		return ret;
 	ret = store_step(store, stmt);
-	if (ret == 1)
-		store_stmt_done(stmt);
-	return ret;
+	if (ret < 0)
+		return ret;
+	if (ret == 0) {
+		if (cachable)
+			store_session_cache_put(store, key, 0, NULL, 0);
+		return 0;
+	}
+	if (cachable && sqlite3_column_int(stmt, 2)) {
+		store_session_cache_put(store, key, sqlite3_column_int64(stmt, 0),
+		                        sqlite3_column_blob(stmt, 1),
+		                        (size_t)sqlite3_column_bytes(stmt, 1));
+		*entry = g_hash_table_lookup(store->sessions, key);
+	}
+	store_stmt_done(stmt);
+	return 1;
+}
+
+static int store_session_find(store_t *store, const char *ns, const char *jid, size_t jid_len,
+                              int64_t device)
+{
+	store_session_entry *e;
+
+	return store_session_lookup(store, ns, jid, jid_len, device, &e);
 }
 
 bool store_session_exists(store_t *store, const char *ns, const char *jid, uint32_t device_id)
@@ -1010,6 +1152,7 @@ int store_session_delete(store_t *store, const char *ns, const char *jid, uint32
 	store->last_error = 0;
 	if (!ns || !jid)
 		return store_fail(store, OMEMO_ERR_INVALID_ARG);
+	store_session_forget(store, ns, jid, strlen(jid), device_id);
 	return store_exec(store, "DELETE FROM sessions WHERE ns = ? AND jid = ? AND device = ?",
 	                  VALS(V_TEXT(ns), V_TEXT(jid), V_INT(device_id)), NULL);
 }
@@ -1261,6 +1404,7 @@ static int store_load_session_cb(signal_buffer **record, signal_buffer **user_re
 {
 	store_signal_data *d = user_data;
 	store_t *store = store_signal_enter(user_data);
+	store_session_entry *e = NULL;
 	sqlite3_stmt *stmt = NULL;
 	signal_buffer *rec = NULL;
 	signal_buffer *user = NULL;
@@ -1268,6 +1412,21 @@ static int store_load_session_cb(signal_buffer **record, signal_buffer **user_re
 
 	if (!store || !record || !store_address_ok(address))
 		return SG_ERR_INVAL;
+	ret = store_session_lookup(store, d->ns, address->name, address->name_len,
+	                           address->device_id, &e);
+	if (ret <= 0)
+		return store_signal_err(ret); /* 0: not found */
+	if (e) {
+		gsize len = 0;
+		const void *data = g_bytes_get_data(e->record, &len);
+
+		rec = signal_buffer_create(data, len);
+		if (!rec)
+			return store_signal_err(store_fail(store, OMEMO_ERR_NOMEM));
+		*record = rec;
+		return 1;
+	}
+	/* Not cachable (a user record, or an absurdly long JID): read it all. */
 	ret = store_stmt(store,
 	                 "SELECT record, user_record FROM sessions"
 	                 " WHERE ns = ? AND jid = ? AND device = ?",
@@ -1278,7 +1437,7 @@ static int store_load_session_cb(signal_buffer **record, signal_buffer **user_re
 		return store_signal_err(ret);
 	ret = store_step(store, stmt);
 	if (ret <= 0)
-		return store_signal_err(ret); /* 0: not found */
+		return store_signal_err(ret);
 	ret = store_column_buffer(stmt, 0, &rec);
 	if (ret == 0 && user_record && sqlite3_column_type(stmt, 1) != SQLITE_NULL)
 		ret = store_column_buffer(stmt, 1, &user);
@@ -1330,36 +1489,70 @@ static int store_get_sub_device_sessions_cb(signal_int_list **sessions, const ch
 	return count;
 }
 
-/* An upsert rewrites the row in place; INSERT OR REPLACE would delete and
- * re-insert row and index entry for every message to every device. */
+/* A known row is rewritten in place by rowid; a new one is upserted (never
+ * INSERT OR REPLACE, which deletes and re-inserts row and index entry). */
 static int store_store_session_cb(const signal_protocol_address *address, uint8_t *record,
                                   size_t record_len, uint8_t *user_record,
                                   size_t user_record_len, void *user_data)
 {
 	store_signal_data *d = user_data;
 	store_t *store = store_signal_enter(user_data);
+	char key[SESSION_KEY_MAX];
+	bool cachable;
+	store_session_entry *e;
+	sqlite3_stmt *stmt = NULL;
+	int64_t rowid = 0;
+	int changes = 0;
 	int ret;
 
 	if (!store || !record || !store_address_ok(address))
 		return SG_ERR_INVAL;
-	if (user_record)
-		ret = store_exec(store,
-		                 "INSERT INTO sessions (ns, jid, device, record, user_record)"
-		                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (ns, jid, device) DO UPDATE"
-		                 " SET record = excluded.record, user_record = excluded.user_record",
-		                 VALS(V_TEXT(d->ns), V_TEXTN(address->name, address->name_len),
-		                      V_INT(address->device_id), V_BLOB(record, record_len),
-		                      V_BLOB(user_record, user_record_len)),
-		                 NULL);
-	else
-		ret = store_exec(store,
-		                 "INSERT INTO sessions (ns, jid, device, record, user_record)"
-		                 " VALUES (?, ?, ?, ?, NULL) ON CONFLICT (ns, jid, device) DO UPDATE"
-		                 " SET record = excluded.record, user_record = NULL",
-		                 VALS(V_TEXT(d->ns), V_TEXTN(address->name, address->name_len),
-		                      V_INT(address->device_id), V_BLOB(record, record_len)),
-		                 NULL);
-	return store_signal_err(ret);
+	cachable = store_session_key(key, d->ns, address->name, address->name_len,
+	                             address->device_id);
+	e = cachable ? g_hash_table_lookup(store->sessions, key) : NULL;
+	if (cachable && !user_record && e && e->rowid) {
+		ret = store_exec(store, "UPDATE sessions SET record = ?, user_record = NULL WHERE rowid = ?",
+		                 VALS(V_BLOB(record, record_len), V_INT(e->rowid)), &changes);
+		if (ret < 0 || changes != 1) {
+			store_session_cache_drop(store, key);
+			return store_signal_err(ret < 0 ? ret : store_fail(store, OMEMO_ERR_STORE));
+		}
+		store_session_cache_put(store, key, e->rowid, record, record_len);
+		return 0;
+	}
+	if (cachable)
+		store_session_cache_drop(store, key);
+	ret = store_stmt(store,
+	                 "INSERT INTO sessions (ns, jid, device, record, user_record)"
+	                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (ns, jid, device) DO UPDATE"
+	                 " SET record = excluded.record, user_record = excluded.user_record"
+	                 " RETURNING rowid",
+	                 VALS(V_TEXT(d->ns), V_TEXTN(address->name, address->name_len),
+	                      V_INT(address->device_id), V_BLOB(record, record_len),
+	                      user_record ? (store_val)V_BLOB(user_record, user_record_len)
+	                                  : (store_val){ .type = SV_NULL }),
+	                 &stmt);
+	if (ret < 0)
+		return store_signal_err(ret);
+	ret = store_step(store, stmt);
+	if (ret == 1) {
+		rowid = sqlite3_column_int64(stmt, 0);
+		/* Run the statement to its end, so the write is complete. */
+		ret = store_step(store, stmt);
+		if (ret == 1) {
+			store_stmt_done(stmt);
+			ret = store_fail(store, OMEMO_ERR_STORE);
+		}
+	} else if (ret == 0) {
+		ret = store_fail(store, OMEMO_ERR_STORE); /* RETURNING gave no row */
+	}
+	if (ret < 0)
+		return store_signal_err(ret);
+	if (store->depth == 0)
+		store->stats.commits++;
+	if (cachable && !user_record)
+		store_session_cache_put(store, key, rowid, record, record_len);
+	return 0;
 }
 
 /* The header promises 1/0, but the library checks for negatives: a failing
@@ -1384,6 +1577,7 @@ static int store_delete_session_cb(const signal_protocol_address *address, void 
 
 	if (!store || !store_address_ok(address))
 		return SG_ERR_INVAL;
+	store_session_forget(store, d->ns, address->name, address->name_len, address->device_id);
 	ret = store_exec(store, "DELETE FROM sessions WHERE ns = ? AND jid = ? AND device = ?",
 	                 VALS(V_TEXT(d->ns), V_TEXTN(address->name, address->name_len),
 	                      V_INT(address->device_id)),
@@ -1402,6 +1596,7 @@ static int store_delete_all_sessions_cb(const char *name, size_t name_len, void 
 
 	if (!store || (!name && name_len))
 		return SG_ERR_INVAL;
+	g_hash_table_remove_all(store->sessions);
 	ret = store_exec(store, "DELETE FROM sessions WHERE ns = ? AND jid = ?",
 	                 VALS(V_TEXT(d->ns), V_TEXTN(name, name_len)), &changes);
 	if (ret < 0)

@@ -18,6 +18,7 @@
 
 #include <glib.h>
 #include <glib/gstdio.h>
+#include <sqlite3.h>
 
 #include "engine.h"
 #include "err.h"
@@ -269,6 +270,135 @@ static void bench_build_session(engine_t *a, engine_t *peer, int reps)
 	g_free(cpu);
 }
 
+/*
+ * The floor on this machine: the Signal library's own work for n devices
+ * (session_cipher_encrypt with the records held in memory, no database),
+ * the payload encryption, and the curve operations a session build needs.
+ * Our figures are judged against these plus one durable commit.
+ */
+static int mem_load_session(signal_buffer **record, signal_buffer **user_record,
+                            const signal_protocol_address *address, void *user_data)
+{
+	signal_buffer *b = g_hash_table_lookup(user_data, GINT_TO_POINTER(address->device_id));
+
+	if (!b)
+		return 0;
+	*record = signal_buffer_copy(b);
+	return 1;
+}
+
+static int mem_store_session(const signal_protocol_address *address, uint8_t *record,
+                             size_t record_len, uint8_t *user_record, size_t user_record_len,
+                             void *user_data)
+{
+	g_hash_table_replace(user_data, GINT_TO_POINTER(address->device_id),
+	                     signal_buffer_create(record, record_len));
+	return 0;
+}
+
+static int mem_contains_session(const signal_protocol_address *address, void *user_data)
+{
+	return g_hash_table_contains(user_data, GINT_TO_POINTER(address->device_id));
+}
+
+static int mem_is_trusted(const signal_protocol_address *address, uint8_t *key_data,
+                          size_t key_len, void *user_data)
+{
+	return 1;
+}
+
+static void bench_floor(const char *alice_db, const int *sizes, size_t n_sizes, int reps)
+{
+	GHashTable *records = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
+	                                            (GDestroyNotify)signal_buffer_free);
+	signal_protocol_session_store ss = {
+		.load_session_func = mem_load_session,
+		.store_session_func = mem_store_session,
+		.contains_session_func = mem_contains_session,
+		.user_data = records,
+	};
+	signal_protocol_identity_key_store is = {
+		.is_trusted_identity = mem_is_trusted,
+	};
+	signal_context *ctx = NULL;
+	signal_protocol_store_context *sctx = NULL;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	double *wall = g_new(double, reps);
+
+	/* Copy the established sessions out of the benchmark's database. */
+	if (sqlite3_open_v2(alice_db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT device, record FROM sessions WHERE jid = ?", -1, &st,
+	                       NULL) != SQLITE_OK)
+		die("reading the sessions", OMEMO_ERR_STORE);
+	sqlite3_bind_text(st, 1, BOB, -1, SQLITE_STATIC);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		g_hash_table_replace(records, GINT_TO_POINTER(sqlite3_column_int(st, 0)),
+		                     signal_buffer_create(sqlite3_column_blob(st, 1),
+		                                          (size_t)sqlite3_column_bytes(st, 1)));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+
+	if (signal_context_create(&ctx, NULL) < 0 || payload_crypto_provider_set(ctx) < 0 ||
+	    signal_protocol_store_context_create(&sctx, ctx) < 0 ||
+	    signal_protocol_store_context_set_session_store(sctx, &ss) < 0 ||
+	    signal_protocol_store_context_set_identity_key_store(sctx, &is) < 0)
+		die("floor set-up", OMEMO_ERR_CRYPTO);
+
+	for (size_t i = 0; i < n_sizes; i++) {
+		int n = sizes[i];
+		int r_max = n >= 1000 ? reps / 3 + 1 : reps;
+
+		for (int r = 0; r < r_max; r++) {
+			uint8_t iv[PAYLOAD_IV_LEN], keymat[PAYLOAD_KEYMAT_LEN], *ct = NULL;
+			size_t ct_len;
+			double w = wall_us();
+
+			if (payload_encrypt((const uint8_t *)"The quick brown fox", 19, &ct, &ct_len,
+			                    iv, keymat) < 0)
+				die("payload_encrypt", OMEMO_ERR_CRYPTO);
+			for (int k = 1; k <= n; k++) {
+				signal_protocol_address addr = { BOB, strlen(BOB), k };
+				session_cipher *c = NULL;
+				ciphertext_message *m = NULL;
+
+				if (session_cipher_create(&c, sctx, &addr, ctx) < 0 ||
+				    session_cipher_encrypt(c, keymat, sizeof(keymat), &m) < 0)
+					die("session_cipher_encrypt", OMEMO_ERR_CRYPTO);
+				SIGNAL_UNREF(m);
+				session_cipher_free(c);
+			}
+			g_free(ct);
+			wall[r] = wall_us() - w;
+		}
+		printf("| floor: library encrypt for %4d devices, no store | %9.3f ms | | | |\n", n,
+		       median(wall, r_max) / 1000);
+	}
+	{
+		ec_key_pair *a = NULL, *b = NULL;
+		uint8_t *shared = NULL;
+		double w;
+
+		if (curve_generate_key_pair(ctx, &a) < 0 || curve_generate_key_pair(ctx, &b) < 0)
+			die("curve_generate_key_pair", OMEMO_ERR_CRYPTO);
+		for (int r = 0; r < reps; r++) {
+			w = wall_us();
+			if (curve_calculate_agreement(&shared, ec_key_pair_get_public(a),
+			                              ec_key_pair_get_private(b)) < 0)
+				die("curve_calculate_agreement", OMEMO_ERR_CRYPTO);
+			wall[r] = wall_us() - w;
+			free(shared);
+		}
+		printf("| floor: one X25519 agreement | %9.3f ms | | | |\n", median(wall, reps) / 1000);
+		SIGNAL_UNREF(a);
+		SIGNAL_UNREF(b);
+	}
+	signal_protocol_store_context_destroy(sctx);
+	signal_context_destroy(ctx);
+	g_hash_table_destroy(records);
+	g_free(wall);
+}
+
 static void bench_open(const char *self, const char *path, int reps)
 {
 	double *wall = g_new(double, reps);
@@ -400,6 +530,7 @@ int main(int argc, char **argv)
 	engine_close(a);
 	engine_close(peer);
 	bench_open(argv[0], alice_db, reps);
+	bench_floor(alice_db, sizes, G_N_ELEMENTS(sizes), reps);
 
 	g_free(alice_db);
 	rm_rf(dir);
