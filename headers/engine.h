@@ -49,7 +49,8 @@ char *engine_fingerprint_hex(const uint8_t *key, size_t len);
  * unused prekey. omemo_bundle_clear() it. */
 int engine_get_bundle(engine_t *engine, omemo_bundle *out);
 
-/* Housekeeping at time `now` (seconds): top the unused prekeys up to 100,
+/* Housekeeping at time `now` (seconds), e.g. at sign-on and daily: top the
+ * unused prekeys up to 100 (engine_decrypt already replaces each one it uses),
  * rotate the signed prekey when older than a week, drop signed prekeys older
  * than a month (never the current one) and used prekeys past their grace.
  * *bundle_changed says whether the bundle must be republished. */
@@ -91,9 +92,10 @@ typedef struct {
 	uint8_t *plaintext;  /* g_malloc'd, NUL-terminated; NULL for key transport */
 	size_t len;
 	bool key_transport;  /* no payload: session bookkeeping only */
-	bool prekey;         /* it was a PreKeyWhisperMessage: a session was built,
-	                      * a prekey used (republish the bundle, and answer with
-	                      * a key-transport message) */
+	bool prekey;         /* it was a PreKeyWhisperMessage: a session was built
+	                      * and a prekey used, already replaced by a new one
+	                      * (republish the bundle, and answer with a
+	                      * key-transport message) */
 	uint8_t sender_ik[OMEMO_PUBKEY_LEN]; /* sender device's identity key */
 } engine_decrypted;
 

@@ -473,11 +473,26 @@ out:
 	return ret;
 }
 
+/* Generate prekeys until ENGINE_PREKEY_COUNT are unused. */
+static int engine_top_up_prekeys(engine_t *engine, bool *changed)
+{
+	uint32_t *ids = NULL;
+	size_t n = 0;
+	int ret = store_prekey_list_unused(engine->store, &ids, &n);
+
+	g_free(ids);
+	if (ret < 0 || n >= ENGINE_PREKEY_COUNT)
+		return ret;
+	if (changed)
+		*changed = true;
+	return engine_generate_prekeys(engine, ENGINE_PREKEY_COUNT - (unsigned)n);
+}
+
 int engine_maintain(engine_t *engine, int64_t now, bool *bundle_changed)
 {
-	uint32_t *ids = NULL, *spk_ids = NULL;
+	uint32_t *spk_ids = NULL;
 	int64_t *created = NULL;
-	size_t n = 0, n_spk = 0;
+	size_t n_spk = 0;
 	bool changed = false;
 	int ret;
 
@@ -489,15 +504,9 @@ int engine_maintain(engine_t *engine, int64_t now, bool *bundle_changed)
 	ret = store_prekey_purge_used(engine->store, now - ENGINE_USED_PREKEY_KEEP_SECONDS);
 	if (ret < 0)
 		goto out;
-	ret = store_prekey_list_unused(engine->store, &ids, &n);
+	ret = engine_top_up_prekeys(engine, &changed);
 	if (ret < 0)
 		goto out;
-	if (n < ENGINE_PREKEY_COUNT) {
-		ret = engine_generate_prekeys(engine, ENGINE_PREKEY_COUNT - (unsigned)n);
-		if (ret < 0)
-			goto out;
-		changed = true;
-	}
 
 	ret = store_signed_prekey_list(engine->store, &spk_ids, &created, &n_spk);
 	if (ret < 0)
@@ -521,7 +530,6 @@ int engine_maintain(engine_t *engine, int64_t now, bool *bundle_changed)
 out:
 	if (ret < 0)
 		store_rollback(engine->store);
-	g_free(ids);
 	g_free(spk_ids);
 	g_free(created);
 	if (bundle_changed)
@@ -812,6 +820,10 @@ int engine_decrypt(engine_t *engine, const char *jid, const omemo_message *msg,
 		signal_buffer_bzero_free(keymat);
 		if (r == 0)
 			r = engine_remote_identity(engine, jid, msg->sid, out->sender_ik);
+		/* A prekey was used: replace it in the same commit, so the bundle
+		 * the caller republishes holds 100 again. */
+		if (r == 0 && was_prekey)
+			r = engine_top_up_prekeys(engine, NULL);
 		if (r == 0)
 			r = store_commit(engine->store);
 		if (r == 0) {

@@ -59,6 +59,41 @@ static double median(double *v, int n)
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+/* Per-operation samples of wall and CPU time; medians are reported. */
+typedef struct {
+	double *wall, *cpu;
+	int n;
+	double w0, c0;
+} timing;
+
+static void timing_init(timing *t, int reps)
+{
+	memset(t, 0, sizeof(*t));
+	t->wall = g_new(double, reps);
+	t->cpu = g_new(double, reps);
+}
+
+static void timing_start(timing *t)
+{
+	t->c0 = cpu_us();
+	t->w0 = wall_us();
+}
+
+static void timing_stop(timing *t)
+{
+	t->wall[t->n] = wall_us() - t->w0;
+	t->cpu[t->n] = cpu_us() - t->c0;
+	t->n++;
+}
+
+static void timing_print(timing *t, const char *what, double commits_per_op)
+{
+	printf("| %s | %.3f ms | %.3f ms | %.2f |\n", what, median(t->wall, t->n) / 1000,
+	       median(t->cpu, t->n) / 1000, commits_per_op);
+	g_free(t->wall);
+	g_free(t->cpu);
+}
+
 static void die(const char *what, int ret)
 {
 	fprintf(stderr, "bench: %s failed: %s (%d)\n", what, omemo_strerror(ret), ret);
@@ -125,7 +160,8 @@ static void establish(engine_t *a, engine_t *peer, int n)
 static void bench_encrypt(engine_t *a, int n, int reps)
 {
 	omemo_address *rcpts = g_new(omemo_address, n);
-	double *wall = g_new(double, reps), *cpu = g_new(double, reps);
+	timing t;
+	char what[64];
 	const char *text = "The quick brown fox jumps over the lazy dog, twice over.";
 	store_stats s0, s1;
 	int prekeys = 0;
@@ -134,15 +170,16 @@ static void bench_encrypt(engine_t *a, int n, int reps)
 		rcpts[k].jid = BOB;
 		rcpts[k].device_id = (uint32_t)k + 1;
 	}
+	timing_init(&t, reps);
 	store_get_stats(engine_store(a), &s0);
 	for (int r = 0; r < reps; r++) {
 		omemo_message m;
-		double w = wall_us(), c = cpu_us();
-		int ret = engine_encrypt(a, (const uint8_t *)text, strlen(text), rcpts, (size_t)n,
-		                         &m, NULL);
+		int ret;
 
-		cpu[r] = cpu_us() - c;
-		wall[r] = wall_us() - w;
+		timing_start(&t);
+		ret = engine_encrypt(a, (const uint8_t *)text, strlen(text), rcpts, (size_t)n, &m,
+		                     NULL);
+		timing_stop(&t);
 		if (ret < 0)
 			die("engine_encrypt", ret);
 		if (m.n_keys != (size_t)n)
@@ -152,13 +189,11 @@ static void bench_encrypt(engine_t *a, int n, int reps)
 		omemo_message_clear(&m);
 	}
 	store_get_stats(engine_store(a), &s1);
-	printf("| encrypt for %4d devices | %9.3f ms | %9.3f ms | %.2f | %s\n", n,
-	       median(wall, reps) / 1000, median(cpu, reps) / 1000,
-	       (double)(s1.commits - s0.commits) / reps,
-	       prekeys ? "(some prekey messages!)" : "|");
+	if (prekeys)
+		die("the benchmark's sessions (prekey messages sent)", OMEMO_ERR_NO_SESSION);
+	g_snprintf(what, sizeof(what), "encrypt for %d device%s", n, n == 1 ? "" : "s");
+	timing_print(&t, what, (double)(s1.commits - s0.commits) / reps);
 	g_free(rcpts);
-	g_free(wall);
-	g_free(cpu);
 }
 
 static void bench_decrypt(const char *dir, int reps)
@@ -166,7 +201,7 @@ static void bench_decrypt(const char *dir, int reps)
 	engine_t *a = open_engine(dir, "dec-a", ALICE);
 	engine_t *b = open_engine(dir, "dec-b", BOB);
 	omemo_message *msgs = g_new0(omemo_message, reps);
-	double *wall = g_new(double, reps), *cpu = g_new(double, reps);
+	timing t;
 	omemo_address to_b = { BOB, engine_device_id(b) };
 	omemo_address to_a = { ALICE, engine_device_id(a) };
 	omemo_bundle bundle;
@@ -197,25 +232,20 @@ static void bench_decrypt(const char *dir, int reps)
 		                          &msgs[r], NULL)) < 0)
 			die("engine_encrypt", ret);
 	}
+	timing_init(&t, reps);
 	store_get_stats(engine_store(b), &s0);
 	for (int r = 0; r < reps; r++) {
-		double w = wall_us(), c = cpu_us();
-
+		timing_start(&t);
 		ret = engine_decrypt(b, ALICE, &msgs[r], &d);
-		cpu[r] = cpu_us() - c;
-		wall[r] = wall_us() - w;
+		timing_stop(&t);
 		if (ret < 0)
 			die("engine_decrypt", ret);
 		engine_decrypted_clear(&d);
 		omemo_message_clear(&msgs[r]);
 	}
 	store_get_stats(engine_store(b), &s1);
-	printf("| decrypt one message       | %9.3f ms | %9.3f ms | %.2f | |\n",
-	       median(wall, reps) / 1000, median(cpu, reps) / 1000,
-	       (double)(s1.commits - s0.commits) / reps);
+	timing_print(&t, "decrypt one message", (double)(s1.commits - s0.commits) / reps);
 	g_free(msgs);
-	g_free(wall);
-	g_free(cpu);
 	engine_close(a);
 	engine_close(b);
 }
@@ -223,51 +253,46 @@ static void bench_decrypt(const char *dir, int reps)
 /* The floor under every figure above: one durable commit of one small row. */
 static void bench_commit(engine_t *a, int reps)
 {
-	double *wall = g_new(double, reps), *cpu = g_new(double, reps);
 	store_t *st = engine_store(a);
+	timing t;
 	int ret;
 
+	timing_init(&t, reps);
 	for (int r = 0; r < reps; r++) {
-		double w = wall_us(), c = cpu_us();
-
+		timing_start(&t);
 		ret = store_begin(st);
 		if (ret == 0)
 			ret = store_meta_set_int(st, "bench_counter", r);
 		if (ret == 0)
 			ret = store_commit(st);
-		cpu[r] = cpu_us() - c;
-		wall[r] = wall_us() - w;
+		timing_stop(&t);
 		if (ret < 0)
 			die("commit", ret);
 	}
-	printf("| one durable commit alone  | %9.3f ms | %9.3f ms | 1 | |\n",
-	       median(wall, reps) / 1000, median(cpu, reps) / 1000);
-	g_free(wall);
-	g_free(cpu);
+	timing_print(&t, "one durable commit of one small row (the floor under each)", 1);
 }
 
 static void bench_build_session(engine_t *a, engine_t *peer, int reps)
 {
-	double *wall = g_new(double, reps), *cpu = g_new(double, reps);
 	omemo_bundle bundle;
+	store_stats s0, s1;
+	timing t;
 	int ret;
 
 	if ((ret = engine_get_bundle(peer, &bundle)) < 0)
 		die("engine_get_bundle", ret);
+	timing_init(&t, reps);
+	store_get_stats(engine_store(a), &s0);
 	for (int r = 0; r < reps; r++) {
-		double w = wall_us(), c = cpu_us();
-
+		timing_start(&t);
 		ret = engine_build_session(a, "carol@example.org", (uint32_t)r + 1, &bundle);
-		cpu[r] = cpu_us() - c;
-		wall[r] = wall_us() - w;
+		timing_stop(&t);
 		if (ret < 0)
 			die("engine_build_session", ret);
 	}
+	store_get_stats(engine_store(a), &s1);
 	omemo_bundle_clear(&bundle);
-	printf("| build session from bundle | %9.3f ms | %9.3f ms | 1 | |\n",
-	       median(wall, reps) / 1000, median(cpu, reps) / 1000);
-	g_free(wall);
-	g_free(cpu);
+	timing_print(&t, "build a session from a bundle", (double)(s1.commits - s0.commits) / reps);
 }
 
 /*
@@ -371,7 +396,7 @@ static void bench_floor(const char *alice_db, const int *sizes, size_t n_sizes, 
 			g_free(ct);
 			wall[r] = wall_us() - w;
 		}
-		printf("| floor: library encrypt for %4d devices, no store | %9.3f ms | | | |\n", n,
+		printf("| %d device%s | %.3f ms |\n", n, n == 1 ? "" : "s",
 		       median(wall, r_max) / 1000);
 	}
 	{
@@ -389,7 +414,7 @@ static void bench_floor(const char *alice_db, const int *sizes, size_t n_sizes, 
 			wall[r] = wall_us() - w;
 			free(shared);
 		}
-		printf("| floor: one X25519 agreement | %9.3f ms | | | |\n", median(wall, reps) / 1000);
+		printf("\none X25519 agreement (curve25519_donna): %.3f ms\n", median(wall, reps) / 1000);
 		SIGNAL_UNREF(a);
 		SIGNAL_UNREF(b);
 	}
@@ -428,8 +453,9 @@ static void bench_open(const char *self, const char *path, int reps)
 		    WEXITSTATUS(status) == 0)
 			rss_kb = ru.ru_maxrss;
 	}
-	printf("| open store, 1000 devices with sessions | %9.3f ms | peak RSS %ld KiB | | |\n",
-	       median(wall, reps) / 1000, rss_kb);
+	printf("| open a store of 1000 devices with sessions | %.3f ms | | |\n",
+	       median(wall, reps) / 1000);
+	printf("\npeak RSS of a process that only opens that store: %ld KiB\n", rss_kb);
 	g_free(wall);
 }
 
@@ -507,8 +533,8 @@ int main(int argc, char **argv)
 		printf("(set-up: %d established sessions in %.1f s)\n\n", MAX_DEVICES,
 		       (wall_us() - w) / 1e6);
 	}
-	printf("| operation | wall (median) | CPU (median) | commits per op | |\n");
-	printf("|---|---|---|---|---|\n");
+	printf("| operation | wall (median) | CPU (median) | commits per op |\n");
+	printf("|---|---|---|---|\n");
 	for (size_t i = 0; i < G_N_ELEMENTS(sizes); i++)
 		bench_encrypt(a, sizes[i], sizes[i] >= 1000 ? (quick ? 3 : 11) : reps);
 	bench_commit(a, quick ? 20 : 201);
@@ -530,6 +556,9 @@ int main(int argc, char **argv)
 	engine_close(a);
 	engine_close(peer);
 	bench_open(argv[0], alice_db, reps);
+	printf("\nThe floor on this machine: the Signal library alone (records in memory,\n"
+	       "no database), payload encryption included, median wall time:\n\n");
+	printf("| library encrypt for | wall |\n|---|---|\n");
 	bench_floor(alice_db, sizes, G_N_ELEMENTS(sizes), reps);
 
 	g_free(alice_db);
