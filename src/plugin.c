@@ -1,21 +1,27 @@
 /*
- * The libpurple plugin shell: the plugin's identity (id, name, version,
- * dependency on the XMPP protocol plugin), its translation domain, and the
- * load/unload hooks that bring the crypto backend up and down. Everything
- * else hangs off these hooks in later stages.
+ * The libpurple plugin: its identity (id, name, version, dependency on the
+ * XMPP protocol plugin), its translation domain, and load/unload, which
+ * connect libpurple's signals to the per-account managers, take over
+ * accounts already online, and on unload leave nothing behind.
  */
 #define PURPLE_PLUGINS
 
 #include <glib.h>
 
+#include <connection.h>
+#include <conversation.h>
 #include <debug.h>
 #include <notify.h>
 #include <plugin.h>
+#include <signals.h>
 #include <version.h>
 
+#include "cmd.h"
 #include "err.h"
 #include "i18n.h"
+#include "manager.h"
 #include "payload.h"
+#include "xmpp.h"
 
 #define PLUGIN_ID "core-purple-omemo"
 #define PLUGIN_LOG "omemo"
@@ -29,8 +35,38 @@ static void plugin_bind_textdomain(void)
 	bind_textdomain_codeset(OMEMO_TEXT_DOMAIN, "UTF-8");
 }
 
+static void receiving_xmlnode_cb(PurpleConnection *gc, xmlnode **packet, gpointer data)
+{
+	if (packet && *packet && manager_receiving(gc, packet)) {
+		xmlnode_free(*packet);
+		*packet = NULL;
+	}
+}
+
+static void sending_xmlnode_cb(PurpleConnection *gc, xmlnode **packet, gpointer data)
+{
+	manager_sending(gc, packet);
+}
+
+static void sending_im_cb(PurpleAccount *account, const char *receiver, char **message,
+			  gpointer data)
+{
+	manager_sending_im(account, receiver, message);
+}
+
+static void signed_on_cb(PurpleConnection *gc, gpointer data)
+{
+	manager_account_connected(gc);
+}
+
+static void signing_off_cb(PurpleConnection *gc, gpointer data)
+{
+	manager_account_disconnecting(gc);
+}
+
 static gboolean plugin_load_cb(PurplePlugin *plugin)
 {
+	PurplePlugin *jabber = purple_plugins_find_with_id("prpl-jabber");
 	int ret = 0;
 
 	plugin_bind_textdomain();
@@ -41,16 +77,50 @@ static gboolean plugin_load_cb(PurplePlugin *plugin)
 				   omemo_strerror(ret));
 		purple_notify_error(plugin, _("OMEMO"), _("OMEMO could not start."),
 				    omemo_strerror(ret));
-		goto out;
+		return FALSE;
+	}
+	if (!jabber) {
+		purple_debug_error(PLUGIN_LOG, "the XMPP protocol plugin is missing\n");
+		payload_crypto_shutdown();
+		return FALSE;
+	}
+	xmpp_init(jabber);
+	/* Contacts' device list updates arrive as PEP notifications only if
+	 * our entity caps advertise +notify (XEP-0163 section 4). */
+	purple_plugin_ipc_call(jabber, "add_feature", NULL, OMEMO_NODE_DEVICELIST "+notify");
+
+	/* Our handlers run before the protocol plugin's own sender, which is
+	 * connected at the highest priority and so runs last. */
+	purple_signal_connect(jabber, "jabber-receiving-xmlnode", plugin,
+			      PURPLE_CALLBACK(receiving_xmlnode_cb), NULL);
+	purple_signal_connect(jabber, "jabber-sending-xmlnode", plugin,
+			      PURPLE_CALLBACK(sending_xmlnode_cb), NULL);
+	purple_signal_connect(purple_conversations_get_handle(), "sending-im-msg", plugin,
+			      PURPLE_CALLBACK(sending_im_cb), NULL);
+	purple_signal_connect(purple_connections_get_handle(), "signed-on", plugin,
+			      PURPLE_CALLBACK(signed_on_cb), NULL);
+	purple_signal_connect(purple_connections_get_handle(), "signing-off", plugin,
+			      PURPLE_CALLBACK(signing_off_cb), NULL);
+	cmd_register(plugin);
+
+	/* Accounts online before we were loaded. */
+	for (GList *l = purple_connections_get_all(); l; l = l->next) {
+		PurpleConnection *gc = l->data;
+
+		if (purple_connection_get_state(gc) == PURPLE_CONNECTED)
+			manager_account_connected(gc);
 	}
 	purple_debug_info(PLUGIN_LOG, "loaded version %s\n", PURPLE_OMEMO_VERSION);
-
-out:
-	return ret == 0;
+	return TRUE;
 }
 
 static gboolean plugin_unload_cb(PurplePlugin *plugin)
 {
+	/* Signals and requests tied to the plugin handle go with it; the
+	 * command, the managers and their requests and timers are ours. */
+	cmd_unregister();
+	manager_shutdown();
+	xmpp_shutdown();
 	payload_crypto_shutdown();
 	purple_debug_info(PLUGIN_LOG, "unloaded\n");
 	return TRUE;

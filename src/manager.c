@@ -1,0 +1,1116 @@
+/*
+ * The per-account OMEMO manager. At sign-on it opens the account's store,
+ * makes sure the own device is in the published device list and publishes
+ * the bundle (XEP-0384 v0.3 section 4). Messages the user types into a
+ * conversation where OMEMO is on are queued per contact, in order, while
+ * the contact's device list and the bundles of devices without a session
+ * are fetched; then each is encrypted for every reachable device of the
+ * contact and of our own account, or, when nothing can be reached, not sent
+ * at all (fail closed) with a notice that quotes the text. Incoming
+ * <encrypted> messages are decrypted in place, so the protocol plugin shows
+ * them as ordinary messages.
+ */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include <glib.h>
+#include <glib/gstdio.h>
+
+#include <conversation.h>
+#include <debug.h>
+#include <eventloop.h>
+#include <notify.h>
+#include <server.h>
+#include <util.h>
+
+#include "err.h"
+#include "i18n.h"
+#include "manager.h"
+#include "store.h"
+#include "wire.h"
+#include "xmpp.h"
+
+#define LOG "omemo"
+#define REPUBLISH_DELAY_SECONDS 5
+#define FALLBACK_BODY                                                                     \
+	"[This message is OMEMO encrypted, and your client cannot decrypt it. "           \
+	"See https://conversations.im/omemo]"
+
+typedef enum {
+	DL_UNKNOWN = 0, /* not asked in this session */
+	DL_FETCHING,
+	DL_KNOWN,  /* at least one device */
+	DL_NONE,   /* no OMEMO: no node, or an empty list */
+	DL_FAILED, /* the server did not say (timeout, error) */
+} dl_state;
+
+typedef struct {
+	char *jid;
+	dl_state state;
+	int fetching;        /* requests in flight for this contact */
+	GQueue outbox;       /* char* texts typed, in order */
+	GHashTable *skipped; /* device id -> reason (char*) for this round */
+	bool told_plain;     /* "not encrypted" said once */
+} contact;
+
+struct manager {
+	PurpleAccount *account;
+	PurpleConnection *gc;
+	char *own_jid;
+	engine_t *engine;
+	GHashTable *contacts; /* bare jid -> contact */
+	guint republish_timer;
+	bool own_list_fetched;
+	/* The message stanza being sent for `sending_to` right now and the
+	 * recipients prepared for it; see manager_sending(). */
+	contact *sending_to;
+	bool send_plain_ok;
+	int send_result;
+};
+
+static GHashTable *managers; /* PurpleAccount* -> manager_t */
+
+static void contact_free(gpointer p)
+{
+	contact *c = p;
+
+	g_free(c->jid);
+	g_queue_clear_full(&c->outbox, g_free);
+	g_hash_table_destroy(c->skipped);
+	g_free(c);
+}
+
+static contact *contact_get(manager_t *m, const char *jid)
+{
+	contact *c = g_hash_table_lookup(m->contacts, jid);
+
+	if (!c) {
+		c = g_new0(contact, 1);
+		c->jid = g_strdup(jid);
+		g_queue_init(&c->outbox);
+		c->skipped = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
+		g_hash_table_insert(m->contacts, c->jid, c);
+	}
+	return c;
+}
+
+manager_t *manager_find(PurpleAccount *account)
+{
+	return managers ? g_hash_table_lookup(managers, account) : NULL;
+}
+
+engine_t *manager_engine(manager_t *m)
+{
+	return m ? m->engine : NULL;
+}
+
+static manager_t *manager_for_gc(PurpleConnection *gc)
+{
+	return gc ? manager_find(purple_connection_get_account(gc)) : NULL;
+}
+
+/* ---- notices ---- */
+
+void manager_notice(PurpleAccount *account, const char *jid, const char *text)
+{
+	PurpleConversation *conv;
+
+	conv = purple_find_conversation_with_account(PURPLE_CONV_TYPE_IM, jid, account);
+	if (!conv)
+		conv = purple_conversation_new(PURPLE_CONV_TYPE_IM, account, jid);
+	if (conv)
+		purple_conversation_write(conv, NULL, text, PURPLE_MESSAGE_SYSTEM | PURPLE_MESSAGE_NO_LOG,
+		                          time(NULL));
+}
+
+/* A notice that a message was not sent, quoting its text so nothing the
+ * user wrote is lost. */
+static void notice_not_sent(manager_t *m, const char *jid, const char *why, const char *text)
+{
+	char *plain = purple_markup_strip_html(text);
+	char *esc = g_markup_escape_text(plain ? plain : "", -1);
+	char *msg = g_strdup_printf(_("Message NOT sent: %s It was: \"%s\""), why, esc);
+
+	manager_notice(m->account, jid, msg);
+	g_free(msg);
+	g_free(esc);
+	g_free(plain);
+}
+
+/* ---- settings ---- */
+
+manager_mode manager_get_mode(manager_t *m, const char *jid)
+{
+	char *v = NULL;
+	manager_mode mode = MANAGER_MODE_AUTO;
+
+	if (store_setting_get(engine_store(m->engine), jid, "omemo", &v) == 0) {
+		if (g_strcmp0(v, "on") == 0)
+			mode = MANAGER_MODE_ON;
+		else if (g_strcmp0(v, "off") == 0)
+			mode = MANAGER_MODE_OFF;
+	}
+	g_free(v);
+	return mode;
+}
+
+int manager_set_mode(manager_t *m, const char *jid, manager_mode mode)
+{
+	const char *v = mode == MANAGER_MODE_ON ? "on" : mode == MANAGER_MODE_OFF ? "off" : "auto";
+
+	return store_setting_set(engine_store(m->engine), jid, "omemo", v);
+}
+
+/* ---- device lists ---- */
+
+static bool ids_contain(const uint32_t *ids, size_t n, uint32_t id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
+static void own_list_publish(manager_t *m, const omemo_devicelist *current);
+static void contact_pump(manager_t *m, contact *c);
+
+/* Record a device list that jid published (fetched or from a PEP event). */
+static void devicelist_received(manager_t *m, const char *jid, const omemo_devicelist *list)
+{
+	store_t *st = engine_store(m->engine);
+	int ret = store_devices_update(st, OMEMO_NS_LEGACY, jid, list->ids, list->n_ids, time(NULL));
+
+	if (ret < 0)
+		purple_debug_error(LOG, "storing the device list of %s: %s\n", jid,
+		                   omemo_strerror(ret));
+	if (strcmp(jid, m->own_jid) == 0) {
+		/* The spec's MUST: a client finding itself missing adds itself
+		 * again (another client may have republished without us). */
+		if (!ids_contain(list->ids, list->n_ids, engine_device_id(m->engine)))
+			own_list_publish(m, list);
+	} else {
+		contact *c = contact_get(m, jid);
+
+		c->state = list->n_ids ? DL_KNOWN : DL_NONE;
+	}
+}
+
+static void devicelist_fetched_cb(PurpleConnection *gc, xmpp_iq_status status, xmlnode *iq,
+                                  void *data)
+{
+	char *jid = data;
+	manager_t *m = manager_for_gc(gc);
+	omemo_devicelist list = { 0 };
+	bool own;
+	contact *c = NULL;
+
+	if (!m || status == XMPP_IQ_CANCELLED)
+		goto out;
+	own = strcmp(jid, m->own_jid) == 0;
+	if (!own) {
+		c = contact_get(m, jid);
+		c->fetching--;
+	}
+	if (status == XMPP_IQ_RESULT) {
+		xmlnode *ps = xmlnode_get_child_with_namespace(iq, "pubsub", XMPP_NS_PUBSUB);
+		xmlnode *items = ps ? xmlnode_get_child(ps, "items") : NULL;
+		xmlnode *payload = items ? wire_find_item_payload(items, "list") : NULL;
+		int ret = payload ? wire_parse_devicelist(payload, &list) : 0;
+
+		if (ret < 0) {
+			purple_debug_warning(LOG, "device list of %s refused: %s\n", jid,
+			                     omemo_strerror(ret));
+			if (c)
+				c->state = DL_FAILED;
+		} else {
+			devicelist_received(m, jid, &list);
+		}
+	} else if (xmpp_iq_is_item_not_found(iq)) {
+		devicelist_received(m, jid, &list); /* no node: no devices */
+	} else if (c) {
+		purple_debug_warning(LOG, "no device list from %s (%s)\n", jid,
+		                     status == XMPP_IQ_TIMEOUT ? "timeout" : "error");
+		c->state = DL_FAILED;
+	}
+	if (own)
+		m->own_list_fetched = true;
+	if (c)
+		contact_pump(m, c);
+out:
+	omemo_devicelist_clear(&list);
+	g_free(jid);
+}
+
+static void devicelist_fetch(manager_t *m, const char *jid)
+{
+	bool own = strcmp(jid, m->own_jid) == 0;
+	xmlnode *iq = xmpp_pubsub_items_iq(OMEMO_NODE_DEVICELIST, 0);
+
+	if (!own) {
+		contact *c = contact_get(m, jid);
+
+		c->state = DL_FETCHING;
+		c->fetching++;
+	}
+	if (!xmpp_send_iq(m->gc, iq, own ? NULL : jid, devicelist_fetched_cb, g_strdup(jid)) && !own) {
+		contact *c = contact_get(m, jid);
+
+		c->fetching--;
+		c->state = DL_FAILED;
+	}
+}
+
+/* ---- publishing ---- */
+
+typedef struct {
+	char *node;
+	char *item_id;
+	xmlnode *payload;
+	bool retried;
+} publish_req;
+
+static void publish_req_free(publish_req *p)
+{
+	g_free(p->node);
+	g_free(p->item_id);
+	xmlnode_free(p->payload);
+	g_free(p);
+}
+
+static void publish_send(PurpleConnection *gc, publish_req *p);
+
+static void configure_done_cb(PurpleConnection *gc, xmpp_iq_status status, xmlnode *iq,
+                              void *data)
+{
+	publish_req *p = data;
+
+	if (status == XMPP_IQ_RESULT) {
+		publish_send(gc, p);
+		return;
+	}
+	purple_debug_error(LOG, "could not open node %s to everyone\n", p->node);
+	publish_req_free(p);
+}
+
+static void publish_done_cb(PurpleConnection *gc, xmpp_iq_status status, xmlnode *iq,
+                            void *data)
+{
+	publish_req *p = data;
+
+	if (status == XMPP_IQ_ERROR && xmpp_iq_is_precondition_not_met(iq) && !p->retried) {
+		/* The node exists with another access model: open it, then
+		 * publish again (XEP-0060 7.1.5). */
+		p->retried = true;
+		xmpp_send_iq(gc, xmpp_pubsub_configure_open_iq(p->node), NULL, configure_done_cb, p);
+		return;
+	}
+	if (status == XMPP_IQ_RESULT)
+		purple_debug_info(LOG, "published %s\n", p->node);
+	else if (status != XMPP_IQ_CANCELLED)
+		purple_debug_error(LOG, "publishing %s failed (%s)\n", p->node,
+		                   status == XMPP_IQ_TIMEOUT ? "timeout" : "error");
+	publish_req_free(p);
+}
+
+static void publish_send(PurpleConnection *gc, publish_req *p)
+{
+	xmlnode *iq = xmpp_pubsub_publish_iq(p->node, p->item_id, xmlnode_copy(p->payload), true);
+
+	if (!xmpp_send_iq(gc, iq, NULL, publish_done_cb, p))
+		publish_req_free(p);
+}
+
+static void publish(manager_t *m, const char *node, xmlnode *payload)
+{
+	publish_req *p = g_new0(publish_req, 1);
+
+	p->node = g_strdup(node);
+	p->item_id = g_strdup("current");
+	p->payload = payload;
+	publish_send(m->gc, p);
+}
+
+static void own_list_publish(manager_t *m, const omemo_devicelist *current)
+{
+	omemo_devicelist list = { 0 };
+	xmlnode *node;
+
+	list.ids = g_new(uint32_t, current->n_ids + 1);
+	memcpy(list.ids, current->ids, current->n_ids * sizeof(uint32_t));
+	list.n_ids = current->n_ids;
+	if (!ids_contain(list.ids, list.n_ids, engine_device_id(m->engine)))
+		list.ids[list.n_ids++] = engine_device_id(m->engine);
+	store_devices_update(engine_store(m->engine), OMEMO_NS_LEGACY, m->own_jid, list.ids,
+	                     list.n_ids, time(NULL));
+	node = wire_build_devicelist(&list);
+	if (node)
+		publish(m, OMEMO_NODE_DEVICELIST, node);
+	omemo_devicelist_clear(&list);
+}
+
+static void bundle_publish(manager_t *m)
+{
+	omemo_bundle bundle;
+	bool changed = false;
+	char *node;
+	int ret;
+
+	ret = engine_maintain(m->engine, time(NULL), &changed);
+	if (ret < 0)
+		purple_debug_error(LOG, "key maintenance failed: %s\n", omemo_strerror(ret));
+	ret = engine_get_bundle(m->engine, &bundle);
+	if (ret < 0) {
+		purple_debug_error(LOG, "no bundle to publish: %s\n", omemo_strerror(ret));
+		return;
+	}
+	node = g_strdup_printf("%s%u", OMEMO_NODE_BUNDLES_PREFIX, engine_device_id(m->engine));
+	publish(m, node, wire_build_bundle(&bundle));
+	g_free(node);
+	omemo_bundle_clear(&bundle);
+}
+
+static gboolean republish_cb(gpointer data)
+{
+	manager_t *m = data;
+
+	m->republish_timer = 0;
+	bundle_publish(m);
+	return FALSE;
+}
+
+/* A burst of prekey messages republishes the bundle once. */
+static void bundle_republish_soon(manager_t *m)
+{
+	if (!m->republish_timer)
+		m->republish_timer =
+			purple_timeout_add_seconds(REPUBLISH_DELAY_SECONDS, republish_cb, m);
+}
+
+/* ---- bundles ---- */
+
+/* Own devices are remembered in a contact's skip list under this bit, so
+ * they never clash with the contact's own device ids (at most 2^31-1). */
+#define OWN_DEVICE_BIT 0x80000000u
+
+typedef struct {
+	char *waiter; /* the contact whose queue waits for this bundle */
+	char *jid;    /* whose bundle: the contact's or our own */
+	uint32_t device;
+} bundle_req;
+
+static void skip_device(contact *c, uint32_t key, const char *reason)
+{
+	purple_debug_warning(LOG, "%s: device %u skipped: %s\n", c->jid, key & ~OWN_DEVICE_BIT,
+	                     reason);
+	g_hash_table_replace(c->skipped, GUINT_TO_POINTER(key), g_strdup(reason));
+}
+
+static void bundle_fetched_cb(PurpleConnection *gc, xmpp_iq_status status, xmlnode *iq,
+                              void *data)
+{
+	bundle_req *r = data;
+	manager_t *m = manager_for_gc(gc);
+	omemo_bundle bundle = { 0 };
+	contact *c;
+	uint32_t key;
+	int ret;
+
+	if (!m || status == XMPP_IQ_CANCELLED)
+		goto out;
+	c = contact_get(m, r->waiter);
+	key = strcmp(r->jid, m->own_jid) == 0 ? r->device | OWN_DEVICE_BIT : r->device;
+	if (status == XMPP_IQ_TIMEOUT) {
+		skip_device(c, key, _("its key bundle did not arrive in time."));
+	} else if (status == XMPP_IQ_ERROR) {
+		skip_device(c, key, _("it has published no key bundle."));
+	} else {
+		xmlnode *ps = xmlnode_get_child_with_namespace(iq, "pubsub", XMPP_NS_PUBSUB);
+		xmlnode *items = ps ? xmlnode_get_child(ps, "items") : NULL;
+		xmlnode *payload = items ? wire_find_item_payload(items, "bundle") : NULL;
+
+		ret = payload ? wire_parse_bundle(payload, &bundle) : OMEMO_ERR_WIRE_ELEMENT;
+		if (ret == 0)
+			ret = engine_build_session(m->engine, r->jid, r->device, &bundle);
+		if (ret < 0) {
+			char *why = g_strdup_printf(_("its key bundle is unusable (%s)"),
+			                            omemo_strerror(ret));
+
+			skip_device(c, key, why);
+			g_free(why);
+		}
+	}
+	c->fetching--;
+	contact_pump(m, c);
+out:
+	omemo_bundle_clear(&bundle);
+	g_free(r->waiter);
+	g_free(r->jid);
+	g_free(r);
+}
+
+static bool bundle_fetch(manager_t *m, contact *waiter, const char *jid, uint32_t device)
+{
+	char *node = g_strdup_printf("%s%u", OMEMO_NODE_BUNDLES_PREFIX, device);
+	bundle_req *r = g_new0(bundle_req, 1);
+	bool own = strcmp(jid, m->own_jid) == 0;
+	bool ok;
+
+	r->waiter = g_strdup(waiter->jid);
+	r->jid = g_strdup(jid);
+	r->device = device;
+	ok = xmpp_send_iq(m->gc, xmpp_pubsub_items_iq(node, 1), own ? NULL : jid, bundle_fetched_cb,
+	                  r);
+	if (!ok) {
+		g_free(r->waiter);
+		g_free(r->jid);
+		g_free(r);
+	}
+	g_free(node);
+	return ok;
+}
+
+/* ---- sending ---- */
+
+/* Active devices of jid, without our own device. */
+static GArray *active_devices(manager_t *m, const char *jid)
+{
+	store_device *devs = NULL;
+	size_t n = 0;
+	GArray *ids = g_array_new(FALSE, FALSE, sizeof(uint32_t));
+	bool own = strcmp(jid, m->own_jid) == 0;
+
+	if (store_devices_get(engine_store(m->engine), OMEMO_NS_LEGACY, jid, true, &devs, &n) == 0) {
+		for (size_t i = 0; i < n; i++)
+			if (!own || devs[i].id != engine_device_id(m->engine))
+				g_array_append_val(ids, devs[i].id);
+	}
+	g_free(devs);
+	return ids;
+}
+
+/* Start fetching, in parallel, the bundles of the contact's and our own
+ * devices that have no session and were not skipped in this round; returns
+ * how many requests went out. */
+static int fetch_missing_bundles(manager_t *m, contact *c)
+{
+	const char *jids[2] = { c->jid, m->own_jid };
+	int started = 0;
+
+	for (int j = 0; j < 2; j++) {
+		GArray *ids = active_devices(m, jids[j]);
+
+		for (guint i = 0; i < ids->len; i++) {
+			uint32_t id = g_array_index(ids, uint32_t, i);
+			uint32_t key = j ? id | OWN_DEVICE_BIT : id;
+
+			if (engine_has_session(m->engine, jids[j], id) ||
+			    g_hash_table_contains(c->skipped, GUINT_TO_POINTER(key)))
+				continue;
+			if (bundle_fetch(m, c, jids[j], id)) {
+				c->fetching++;
+				started++;
+			} else {
+				skip_device(c, key, _("we are not connected."));
+			}
+		}
+		g_array_free(ids, TRUE);
+	}
+	return started;
+}
+
+static char *skipped_summary(contact *c)
+{
+	GString *s = g_string_new(NULL);
+	GHashTableIter it;
+	gpointer k, v;
+
+	g_hash_table_iter_init(&it, c->skipped);
+	while (g_hash_table_iter_next(&it, &k, &v)) {
+		uint32_t key = GPOINTER_TO_UINT(k);
+
+		if (key & OWN_DEVICE_BIT)
+			g_string_append_printf(s, _(" Your device %u: %s"), key & ~OWN_DEVICE_BIT,
+			                       (char *)v);
+		else
+			g_string_append_printf(s, _(" Device %u: %s"), key, (char *)v);
+	}
+	return g_string_free(s, FALSE);
+}
+
+/* Add what the message needs on the wire around the <encrypted> element. */
+static void message_make_omemo(xmlnode *msg, xmlnode *encrypted)
+{
+	xmlnode *child, *next;
+	xmlnode *hint, *eme, *body;
+
+	/* No child may carry the text: the body and XHTML-IM go. */
+	for (child = msg->child; child; child = next) {
+		next = child->next;
+		if (child->type == XMLNODE_TYPE_TAG &&
+		    (g_strcmp0(child->name, "body") == 0 || g_strcmp0(child->name, "html") == 0 ||
+		     g_strcmp0(child->name, "subject") == 0))
+			xmlnode_free(child);
+	}
+	xmlnode_insert_child(msg, encrypted);
+	hint = xmlnode_new_child(msg, "store");
+	xmlnode_set_namespace(hint, XMPP_NS_HINTS);
+	eme = xmlnode_new_child(msg, "encryption");
+	xmlnode_set_namespace(eme, XMPP_NS_EME);
+	xmlnode_set_attrib(eme, "name", "OMEMO");
+	xmlnode_set_attrib(eme, "namespace", OMEMO_NS_LEGACY);
+	body = xmlnode_new_child(msg, "body");
+	xmlnode_insert_data(body, FALLBACK_BODY, -1);
+}
+
+/* Encrypt plaintext for the contact and our own other devices. 0 and *out,
+ * or an error (OMEMO_ERR_NO_RECIPIENTS when no device of the contact could
+ * be reached). */
+static int encrypt_for(manager_t *m, contact *c, const char *plaintext, xmlnode **out)
+{
+	GArray *theirs = active_devices(m, c->jid);
+	GArray *ours = active_devices(m, m->own_jid);
+	omemo_address *rcpts = g_new0(omemo_address, theirs->len + ours->len + 1);
+	size_t n = 0, n_theirs;
+	omemo_message msg = { 0 };
+	int ret;
+
+	for (guint i = 0; i < theirs->len; i++) {
+		uint32_t id = g_array_index(theirs, uint32_t, i);
+
+		if (engine_has_session(m->engine, c->jid, id)) {
+			rcpts[n].jid = c->jid;
+			rcpts[n++].device_id = id;
+		}
+	}
+	n_theirs = n;
+	for (guint i = 0; i < ours->len; i++) {
+		uint32_t id = g_array_index(ours, uint32_t, i);
+
+		if (engine_has_session(m->engine, m->own_jid, id)) {
+			rcpts[n].jid = m->own_jid;
+			rcpts[n++].device_id = id;
+		}
+	}
+	if (n_theirs == 0) {
+		ret = OMEMO_ERR_NO_RECIPIENTS;
+		goto out;
+	}
+	ret = engine_encrypt(m->engine, (const uint8_t *)plaintext, strlen(plaintext), rcpts, n, &msg,
+	                     NULL);
+	if (ret < 0)
+		goto out;
+	*out = wire_build_encrypted(&msg);
+	if (!*out)
+		ret = OMEMO_ERR_INVALID_ARG;
+out:
+	omemo_message_clear(&msg);
+	g_array_free(theirs, TRUE);
+	g_array_free(ours, TRUE);
+	g_free(rcpts);
+	return ret;
+}
+
+static bool should_encrypt(manager_t *m, contact *c)
+{
+	manager_mode mode = manager_get_mode(m, c->jid);
+
+	if (mode == MANAGER_MODE_ON)
+		return true;
+	if (mode == MANAGER_MODE_OFF)
+		return false;
+	/* Automatic, as Conversations: on once the contact has published
+	 * devices (now or in an earlier session). */
+	if (c->state == DL_KNOWN)
+		return true;
+	{
+		GArray *ids = active_devices(m, c->jid);
+		bool any = ids->len > 0;
+
+		g_array_free(ids, TRUE);
+		return any;
+	}
+}
+
+/* Send one queued text through the protocol plugin; manager_sending()
+ * encrypts the stanza it builds (or stops it). */
+static void send_one(manager_t *m, contact *c, const char *text, bool plain)
+{
+	PurpleConversation *conv;
+	int sent;
+
+	m->sending_to = c;
+	m->send_plain_ok = plain;
+	m->send_result = 0;
+	sent = serv_send_im(m->gc, c->jid, text, 0);
+	m->sending_to = NULL;
+	m->send_plain_ok = false;
+	if (sent <= 0 || m->send_result < 0) {
+		char *why = m->send_result < 0
+		                    ? g_strdup_printf(_("encryption failed (%s)."),
+		                                      omemo_strerror(m->send_result))
+		                    : g_strdup(_("the connection refused it."));
+
+		notice_not_sent(m, c->jid, why, text);
+		g_free(why);
+		return;
+	}
+	conv = purple_find_conversation_with_account(PURPLE_CONV_TYPE_IM, c->jid, m->account);
+	if (!conv)
+		conv = purple_conversation_new(PURPLE_CONV_TYPE_IM, m->account, c->jid);
+	if (conv)
+		purple_conv_im_write(PURPLE_CONV_IM(conv), NULL, text, PURPLE_MESSAGE_SEND, time(NULL));
+}
+
+static void fail_outbox(manager_t *m, contact *c, const char *why)
+{
+	char *text;
+
+	while ((text = g_queue_pop_head(&c->outbox))) {
+		notice_not_sent(m, c->jid, why, text);
+		g_free(text);
+	}
+}
+
+/* Move the contact's queue forward as far as what we know allows. */
+static void contact_pump(manager_t *m, contact *c)
+{
+	char *text;
+
+	if (!m->gc || c->fetching > 0 || g_queue_is_empty(&c->outbox))
+		return;
+	if (c->state == DL_UNKNOWN) {
+		devicelist_fetch(m, c->jid);
+		if (c->fetching > 0)
+			return;
+	}
+	if (!should_encrypt(m, c)) {
+		if (c->state == DL_FAILED && manager_get_mode(m, c->jid) != MANAGER_MODE_OFF) {
+			/* Whether the contact uses OMEMO is unknown: do not guess. */
+			fail_outbox(m, c, _("could not find out whether the contact uses OMEMO (the "
+			                    "server did not answer). Try again, or turn OMEMO off with "
+			                    "\"/omemo off\" to send without encryption."));
+			c->state = DL_UNKNOWN;
+			return;
+		}
+		if (!c->told_plain) {
+			manager_notice(m->account, c->jid,
+			               _("Messages in this conversation are NOT encrypted: the "
+			                 "contact has no OMEMO device, or OMEMO is off here."));
+			c->told_plain = true;
+		}
+		while ((text = g_queue_pop_head(&c->outbox))) {
+			send_one(m, c, text, true);
+			g_free(text);
+		}
+		return;
+	}
+	if (fetch_missing_bundles(m, c) > 0)
+		return;
+	/* Everything that could be fetched is in: send in the order typed. */
+	while ((text = g_queue_pop_head(&c->outbox))) {
+		send_one(m, c, text, false);
+		g_free(text);
+	}
+	/* Next message: try the skipped devices again. */
+	{
+		char *summary = skipped_summary(c);
+
+		if (*summary) {
+			char *msg = g_strdup_printf(_("Some devices of %s did not get the message "
+			                              "above:%s"),
+			                            c->jid, summary);
+
+			manager_notice(m->account, c->jid, msg);
+			g_free(msg);
+		}
+		g_free(summary);
+	}
+	g_hash_table_remove_all(c->skipped);
+	c->state = c->state == DL_FAILED ? DL_UNKNOWN : c->state;
+}
+
+void manager_sending_im(PurpleAccount *account, const char *receiver, char **message)
+{
+	manager_t *m = manager_find(account);
+	manager_mode mode;
+	char *jid;
+	contact *c;
+
+	if (!m || !m->gc || !message || !*message || !**message)
+		return;
+	jid = xmpp_bare_jid(receiver);
+	if (!jid)
+		return;
+	c = contact_get(m, jid);
+	g_free(jid);
+	mode = manager_get_mode(m, c->jid);
+	/* Plain by choice, or a contact known to have no OMEMO, with nothing
+	 * queued before it: libpurple sends it as usual. */
+	if (g_queue_is_empty(&c->outbox) &&
+	    (mode == MANAGER_MODE_OFF || (mode == MANAGER_MODE_AUTO && c->state == DL_NONE &&
+	                                  !should_encrypt(m, c)))) {
+		if (!c->told_plain) {
+			manager_notice(m->account, c->jid,
+			               mode == MANAGER_MODE_OFF
+			                       ? _("Messages in this conversation are NOT encrypted: "
+			                           "OMEMO is off here (\"/omemo on\" turns it on).")
+			                       : _("Messages in this conversation are NOT encrypted: "
+			                           "the contact has no OMEMO device."));
+			c->told_plain = true;
+		}
+		return;
+	}
+	g_queue_push_tail(&c->outbox, *message);
+	*message = NULL;
+	contact_pump(m, c);
+}
+
+static bool is_chat_message_with_body(xmlnode *msg)
+{
+	const char *type = xmlnode_get_attrib(msg, "type");
+
+	return g_strcmp0(msg->name, "message") == 0 && g_strcmp0(type, "groupchat") != 0 &&
+	       g_strcmp0(type, "error") != 0 && xmlnode_get_child(msg, "body") != NULL;
+}
+
+void manager_sending(PurpleConnection *gc, xmlnode **packet)
+{
+	manager_t *m = manager_for_gc(gc);
+	xmlnode *msg = packet ? *packet : NULL;
+	xmlnode *enc = NULL;
+	char *jid, *text;
+	contact *c;
+	int ret;
+
+	if (!m || !msg || xmpp_sending_own() || !is_chat_message_with_body(msg))
+		return;
+	jid = xmpp_bare_jid(xmlnode_get_attrib(msg, "to"));
+	if (!jid)
+		return;
+	c = contact_get(m, jid);
+	g_free(jid);
+	if (m->sending_to == c) {
+		if (m->send_plain_ok)
+			return;
+		text = xmlnode_get_data(xmlnode_get_child(msg, "body"));
+		ret = encrypt_for(m, c, text ? text : "", &enc);
+		g_free(text);
+		if (ret == 0) {
+			message_make_omemo(msg, enc);
+		} else {
+			m->send_result = ret;
+			*packet = NULL; /* stopped: the caller frees the stanza */
+		}
+		return;
+	}
+	/* A message that did not come through a conversation we manage
+	 * (another plugin, an auto-reply): it may leave in plaintext only
+	 * where OMEMO is off for the contact. */
+	if (should_encrypt(m, c) || !g_queue_is_empty(&c->outbox)) {
+		char *plain = xmlnode_get_data(xmlnode_get_child(msg, "body"));
+
+		ret = should_encrypt(m, c) && g_queue_is_empty(&c->outbox)
+		              ? encrypt_for(m, c, plain ? plain : "", &enc)
+		              : OMEMO_ERR_NO_RECIPIENTS;
+		if (ret == 0) {
+			message_make_omemo(msg, enc);
+		} else {
+			notice_not_sent(m, c->jid,
+			                _("a message not typed here would have left unencrypted."),
+			                plain ? plain : "");
+			*packet = NULL;
+		}
+		g_free(plain);
+	}
+}
+
+/* ---- receiving ---- */
+
+static void send_key_transport(manager_t *m, const char *jid, uint32_t device)
+{
+	omemo_address rcpt = { jid, device };
+	omemo_message msg = { 0 };
+	xmlnode *stanza, *enc, *hint;
+	int ret = engine_encrypt(m->engine, NULL, 0, &rcpt, 1, &msg, NULL);
+
+	if (ret < 0) {
+		purple_debug_warning(LOG, "no key transport to %s/%u: %s\n", jid, device,
+		                     omemo_strerror(ret));
+		return;
+	}
+	enc = wire_build_encrypted(&msg);
+	omemo_message_clear(&msg);
+	if (!enc)
+		return;
+	stanza = xmlnode_new("message");
+	xmlnode_set_attrib(stanza, "to", jid);
+	xmlnode_set_attrib(stanza, "type", "chat");
+	xmlnode_insert_child(stanza, enc);
+	hint = xmlnode_new_child(stanza, "store");
+	xmlnode_set_namespace(hint, XMPP_NS_HINTS);
+	xmpp_send(m->gc, stanza);
+	xmlnode_free(stanza);
+}
+
+static void replace_body(xmlnode *msg, const char *text)
+{
+	xmlnode *child, *next;
+
+	for (child = msg->child; child; child = next) {
+		next = child->next;
+		if (child->type == XMLNODE_TYPE_TAG &&
+		    (g_strcmp0(child->name, "body") == 0 || g_strcmp0(child->name, "html") == 0 ||
+		     (g_strcmp0(child->name, "encrypted") == 0 &&
+		      g_strcmp0(xmlnode_get_namespace(child), OMEMO_NS_LEGACY) == 0)))
+			xmlnode_free(child);
+	}
+	xmlnode_insert_data(xmlnode_new_child(msg, "body"), text, -1);
+}
+
+/* Decrypt an <encrypted> message from jid in place. Returns true when the
+ * stanza should be consumed (key transport, or a failure already told). */
+static bool receive_encrypted(manager_t *m, const char *jid, xmlnode *msg, xmlnode *enc)
+{
+	omemo_message parsed = { 0 };
+	engine_decrypted d = { 0 };
+	int ret;
+	char *notice;
+
+	ret = wire_parse_encrypted(enc, &parsed);
+	if (ret == 0)
+		ret = engine_decrypt(m->engine, jid, &parsed, &d);
+	if (ret == OMEMO_ERR_DUPLICATE) {
+		/* Offline storage and a copy: already shown once. */
+		purple_debug_info(LOG, "duplicate message from %s dropped\n", jid);
+		omemo_message_clear(&parsed);
+		return true;
+	}
+	if (ret < 0) {
+		if (ret == OMEMO_ERR_NOT_FOR_US)
+			notice = g_strdup_printf(_("An encrypted message from %s was not encrypted for "
+			                           "this device, so it cannot be shown."),
+			                         jid);
+		else
+			notice = g_strdup_printf(_("An encrypted message from %s could not be "
+			                           "decrypted: %s"),
+			                         jid, omemo_strerror(ret));
+		manager_notice(m->account, jid, notice);
+		g_free(notice);
+		omemo_message_clear(&parsed);
+		return true;
+	}
+	if (d.prekey) {
+		/* Answer at once so the sender stops sending prekey messages,
+		 * and offer a fresh prekey in place of the used one. */
+		send_key_transport(m, jid, parsed.sid);
+		bundle_republish_soon(m);
+	}
+	omemo_message_clear(&parsed);
+	if (d.key_transport) {
+		engine_decrypted_clear(&d);
+		return true;
+	}
+	/* The protocol plugin reads <body> as plain text and escapes it
+	 * itself, as for any message. */
+	replace_body(msg, (const char *)d.plaintext);
+	engine_decrypted_clear(&d);
+	return false;
+}
+
+static void handle_pep_event(manager_t *m, const char *from, xmlnode *event)
+{
+	xmlnode *items = xmlnode_get_child(event, "items");
+	xmlnode *payload;
+	omemo_devicelist list = { 0 };
+	char *jid;
+	int ret;
+
+	if (!items || g_strcmp0(xmlnode_get_attrib(items, "node"), OMEMO_NODE_DEVICELIST) != 0)
+		return;
+	/* PEP events come from the publisher's bare JID (none: our own
+	 * account); a full JID is some client speaking for the account. */
+	if (from && strchr(from, '/'))
+		return;
+	jid = xmpp_bare_jid(from ? from : m->own_jid);
+	if (!jid)
+		return;
+	payload = wire_find_item_payload(items, "list");
+	ret = payload ? wire_parse_devicelist(payload, &list) : OMEMO_ERR_WIRE_ELEMENT;
+	if (ret == 0)
+		devicelist_received(m, jid, &list);
+	else
+		purple_debug_warning(LOG, "device list event from %s refused: %s\n", jid,
+		                     omemo_strerror(ret));
+	omemo_devicelist_clear(&list);
+	g_free(jid);
+}
+
+bool manager_receiving(PurpleConnection *gc, xmlnode **packet)
+{
+	manager_t *m = manager_for_gc(gc);
+	xmlnode *stanza = packet ? *packet : NULL;
+	xmlnode *enc, *event;
+	const char *from, *type;
+	char *jid;
+	bool consume = false;
+
+	if (!stanza)
+		return false;
+	if (xmpp_handle_reply(gc, stanza))
+		return true;
+	if (!m || g_strcmp0(stanza->name, "message") != 0)
+		return false;
+	from = xmlnode_get_attrib(stanza, "from");
+	type = xmlnode_get_attrib(stanza, "type");
+	event = xmlnode_get_child_with_namespace(stanza, "event", XMPP_NS_PUBSUB_EVENT);
+	if (event) {
+		handle_pep_event(m, from, event);
+		return false;
+	}
+	if (g_strcmp0(type, "groupchat") == 0 || g_strcmp0(type, "error") == 0)
+		return false;
+	enc = xmlnode_get_child_with_namespace(stanza, "encrypted", OMEMO_NS_LEGACY);
+	jid = xmpp_bare_jid(from);
+	if (!jid)
+		return false;
+	if (enc) {
+		consume = receive_encrypted(m, jid, stanza, enc);
+	} else if (xmlnode_get_child(stanza, "body") && should_encrypt(m, contact_get(m, jid))) {
+		manager_notice(m->account, jid,
+		               _("The next message was sent WITHOUT encryption, although OMEMO is on "
+		                 "in this conversation."));
+	}
+	g_free(jid);
+	return consume;
+}
+
+/* ---- accounts ---- */
+
+static char *store_path_for(PurpleAccount *account, const char *own)
+{
+	char *dir = g_build_filename(purple_user_dir(), "omemo", NULL);
+	char *file, *path;
+
+	g_mkdir_with_parents(dir, 0700);
+	file = g_strdup_printf("%s.db", own);
+	path = g_build_filename(dir, file, NULL);
+	g_free(file);
+	g_free(dir);
+	return path;
+}
+
+void manager_account_connected(PurpleConnection *gc)
+{
+	PurpleAccount *account = purple_connection_get_account(gc);
+	manager_t *m;
+	char *own, *path;
+	int ret;
+
+	if (g_strcmp0(purple_account_get_protocol_id(account), "prpl-jabber") != 0)
+		return;
+	if (!managers)
+		managers = g_hash_table_new(g_direct_hash, g_direct_equal);
+	m = manager_find(account);
+	if (m) {
+		m->gc = gc;
+		return;
+	}
+	own = xmpp_own_bare_jid(account);
+	if (!own)
+		return;
+	path = store_path_for(account, own);
+	m = g_new0(manager_t, 1);
+	m->account = account;
+	m->gc = gc;
+	m->own_jid = own;
+	m->contacts = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, contact_free);
+	ret = engine_open(path, own, &m->engine);
+	g_free(path);
+	if (ret < 0) {
+		char *msg = g_strdup_printf(_("OMEMO is unavailable for %s: %s"), own,
+		                            omemo_strerror(ret));
+
+		purple_debug_error(LOG, "%s\n", msg);
+		purple_notify_error(NULL, _("OMEMO"), msg, NULL);
+		g_free(msg);
+		g_hash_table_destroy(m->contacts);
+		g_free(m->own_jid);
+		g_free(m);
+		return;
+	}
+	g_hash_table_insert(managers, account, m);
+	purple_debug_info(LOG, "%s: device %u\n", own, engine_device_id(m->engine));
+	devicelist_fetch(m, own);
+	bundle_publish(m);
+}
+
+static void manager_free(manager_t *m)
+{
+	GList *all = g_hash_table_get_values(m->contacts);
+
+	if (m->gc)
+		xmpp_cancel_connection(m->gc);
+	for (GList *l = all; l; l = l->next) {
+		contact *c = l->data;
+
+		fail_outbox(m, c, _("the account went offline."));
+	}
+	g_list_free(all);
+	if (m->republish_timer)
+		purple_timeout_remove(m->republish_timer);
+	g_hash_table_destroy(m->contacts);
+	engine_close(m->engine);
+	g_free(m->own_jid);
+	g_free(m);
+}
+
+void manager_account_disconnecting(PurpleConnection *gc)
+{
+	PurpleAccount *account = purple_connection_get_account(gc);
+	manager_t *m = manager_find(account);
+
+	if (!m)
+		return;
+	g_hash_table_remove(managers, account);
+	manager_free(m);
+}
+
+void manager_shutdown(void)
+{
+	GList *all;
+
+	if (!managers)
+		return;
+	all = g_hash_table_get_values(managers);
+	g_hash_table_remove_all(managers);
+	for (GList *l = all; l; l = l->next)
+		manager_free(l->data);
+	g_list_free(all);
+	g_hash_table_destroy(managers);
+	managers = NULL;
+}
+
+bool manager_describe(manager_t *m, const char *jid, char **why)
+{
+	contact *c = contact_get(m, jid);
+	GArray *theirs = active_devices(m, jid);
+	bool on = should_encrypt(m, c);
+	GString *s = g_string_new(NULL);
+	manager_mode mode = manager_get_mode(m, jid);
+
+	g_string_append_printf(s, on ? _("OMEMO is on for %s") : _("OMEMO is off for %s"), jid);
+	g_string_append(s, mode == MANAGER_MODE_AUTO ? _(" (automatic).") : _(" (your choice)."));
+	g_string_append_printf(s, _(" Known devices: %u."), theirs->len);
+	for (guint i = 0; i < theirs->len; i++) {
+		uint32_t id = g_array_index(theirs, uint32_t, i);
+
+		g_string_append_printf(s, _(" Device %u: %s."), id,
+		                       engine_has_session(m->engine, jid, id) ? _("session ready")
+		                                                              : _("no session yet"));
+	}
+	g_string_append_printf(s, _(" This device: %u."), engine_device_id(m->engine));
+	g_array_free(theirs, TRUE);
+	*why = g_string_free(s, FALSE);
+	return on;
+}
