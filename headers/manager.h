@@ -17,6 +17,12 @@
 
 typedef struct manager manager_t;
 
+#define MANAGER_PREF_ROOT "/plugins/core/purple-omemo"
+#define MANAGER_PREF_CARBONS MANAGER_PREF_ROOT "/carbons"
+
+/* Register the plugin's preferences with their defaults. */
+void manager_prefs_init(void);
+
 /* Per-conversation choice, persisted in the store. */
 typedef enum {
 	MANAGER_MODE_AUTO = 0, /* on when the contact publishes OMEMO devices */

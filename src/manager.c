@@ -21,6 +21,7 @@
 #include <debug.h>
 #include <eventloop.h>
 #include <notify.h>
+#include <prefs.h>
 #include <server.h>
 #include <util.h>
 
@@ -855,7 +856,7 @@ static void send_key_transport(manager_t *m, const char *jid, uint32_t device)
 
 static void replace_body(xmlnode *msg, const char *text)
 {
-	xmlnode *child, *next;
+	xmlnode *child, *next, *body;
 
 	for (child = msg->child; child; child = next) {
 		next = child->next;
@@ -865,7 +866,11 @@ static void replace_body(xmlnode *msg, const char *text)
 		      g_strcmp0(xmlnode_get_namespace(child), OMEMO_NS_LEGACY) == 0)))
 			xmlnode_free(child);
 	}
-	xmlnode_insert_data(xmlnode_new_child(msg, "body"), text, -1);
+	body = xmlnode_new_child(msg, "body");
+	/* The protocol plugin skips children without a namespace. */
+	xmlnode_set_namespace(body, xmlnode_get_namespace(msg) ? xmlnode_get_namespace(msg)
+	                                                       : "jabber:client");
+	xmlnode_insert_data(body, text, -1);
 }
 
 /* Decrypt an <encrypted> message from jid in place. Returns true when the
@@ -946,6 +951,145 @@ static void handle_pep_event(manager_t *m, const char *from, xmlnode *event)
 	g_free(jid);
 }
 
+/* ---- message carbons (XEP-0280) ---- */
+
+static void carbons_enabled_cb(PurpleConnection *gc, xmpp_iq_status status, xmlnode *iq,
+                               void *data)
+{
+	if (status == XMPP_IQ_RESULT)
+		purple_debug_info(LOG, "message carbons enabled\n");
+	else if (status != XMPP_IQ_CANCELLED)
+		purple_debug_info(LOG, "the server did not enable message carbons\n");
+}
+
+static void carbons_enable(manager_t *m)
+{
+	xmlnode *iq = xmlnode_new("iq");
+	xmlnode *enable = xmlnode_new_child(iq, "enable");
+
+	xmlnode_set_attrib(iq, "type", "set");
+	xmlnode_set_namespace(enable, XMPP_NS_CARBONS);
+	xmpp_send_iq(m->gc, iq, NULL, carbons_enabled_cb, NULL);
+}
+
+/* Turn the outer stanza into a copy of the forwarded message: its
+ * attributes and children. Edited in place, so the protocol plugin handles
+ * it as if it had come directly, and its owner frees it as usual. */
+static void unwrap_carbon(xmlnode *outer, xmlnode *inner)
+{
+	const char *attrs[] = { "from", "to", "type", "id" };
+	xmlnode *copy = xmlnode_copy(inner);
+	xmlnode *child, *next;
+
+	for (child = outer->child; child; child = next) {
+		next = child->next;
+		if (child->type == XMLNODE_TYPE_TAG)
+			xmlnode_free(child);
+	}
+	for (child = copy->child; child; child = child->next)
+		if (child->type == XMLNODE_TYPE_TAG)
+			xmlnode_insert_child(outer, xmlnode_copy(child));
+	for (size_t i = 0; i < G_N_ELEMENTS(attrs); i++) {
+		const char *v = xmlnode_get_attrib(copy, attrs[i]);
+
+		xmlnode_remove_attrib(outer, attrs[i]);
+		if (v)
+			xmlnode_set_attrib(outer, attrs[i], v);
+	}
+	xmlnode_free(copy);
+}
+
+/* A carbon: true when consumed. Only our own account may send them. */
+static bool receive_carbon(manager_t *m, xmlnode *stanza, xmlnode *wrapper, bool sent)
+{
+	const char *outer_from = xmlnode_get_attrib(stanza, "from");
+	char *from_bare = outer_from ? xmpp_bare_jid(outer_from) : NULL;
+	xmlnode *fwd = xmlnode_get_child_with_namespace(wrapper, "forwarded", XMPP_NS_FORWARD);
+	xmlnode *inner = fwd ? xmlnode_get_child(fwd, "message") : NULL;
+	xmlnode *enc;
+	char *peer = NULL;
+	bool ok;
+
+	/* XEP-0280 section 11: a carbon is genuine only when it comes from
+	 * our own bare JID; anything else is a forgery. */
+	ok = from_bare && strcmp(from_bare, m->own_jid) == 0 && !strchr(outer_from, '/');
+	g_free(from_bare);
+	if (!ok || !inner) {
+		purple_debug_warning(LOG, "dropped a carbon from %s\n",
+		                     outer_from ? outer_from : "(nobody)");
+		return true;
+	}
+	enc = xmlnode_get_child_with_namespace(inner, "encrypted", OMEMO_NS_LEGACY);
+	peer = xmpp_bare_jid(xmlnode_get_attrib(inner, sent ? "to" : "from"));
+	if (!peer)
+		return true;
+	if (!sent) {
+		/* Received by another of our devices: handle it as if it had
+		 * come to us. */
+		unwrap_carbon(stanza, inner);
+		enc = xmlnode_get_child_with_namespace(stanza, "encrypted", OMEMO_NS_LEGACY);
+		ok = enc ? receive_encrypted(m, peer, stanza, enc) : false;
+		g_free(peer);
+		return ok;
+	}
+	/* Sent by another of our devices: show it on our side of the
+	 * conversation with the contact. */
+	if (enc) {
+		omemo_message parsed = { 0 };
+		engine_decrypted d = { 0 };
+		int ret = wire_parse_encrypted(enc, &parsed);
+
+		if (ret == 0)
+			ret = engine_decrypt(m->engine, m->own_jid, &parsed, &d);
+		if (ret == 0 && d.plaintext) {
+			PurpleConversation *conv = purple_find_conversation_with_account(
+				PURPLE_CONV_TYPE_IM, peer, m->account);
+
+			if (!conv)
+				conv = purple_conversation_new(PURPLE_CONV_TYPE_IM, m->account, peer);
+			if (conv) {
+				char *esc = g_markup_escape_text((const char *)d.plaintext, -1);
+
+				purple_conv_im_write(PURPLE_CONV_IM(conv), m->own_jid, esc,
+				                     PURPLE_MESSAGE_SEND | PURPLE_MESSAGE_REMOTE_SEND,
+				                     time(NULL));
+				g_free(esc);
+			}
+		} else if (ret < 0 && ret != OMEMO_ERR_DUPLICATE) {
+			char *notice = g_strdup_printf(_("A message sent from another of your devices "
+			                                 "could not be decrypted: %s"),
+			                               omemo_strerror(ret));
+
+			manager_notice(m->account, peer, notice);
+			g_free(notice);
+		}
+		if (ret == 0 && d.prekey)
+			bundle_republish_soon(m);
+		engine_decrypted_clear(&d);
+		omemo_message_clear(&parsed);
+	} else {
+		xmlnode *body = xmlnode_get_child(inner, "body");
+		char *text = body ? xmlnode_get_data(body) : NULL;
+
+		if (text) {
+			PurpleConversation *conv = purple_find_conversation_with_account(
+				PURPLE_CONV_TYPE_IM, peer, m->account);
+			char *esc = g_markup_escape_text(text, -1);
+
+			if (!conv)
+				conv = purple_conversation_new(PURPLE_CONV_TYPE_IM, m->account, peer);
+			if (conv)
+				purple_conv_im_write(PURPLE_CONV_IM(conv), m->own_jid, esc,
+				                     PURPLE_MESSAGE_SEND | PURPLE_MESSAGE_REMOTE_SEND,
+				                     time(NULL));
+			g_free(esc);
+			g_free(text);
+		}
+	}
+	g_free(peer);
+	return true;
+}
+
 bool manager_receiving(PurpleConnection *gc, xmlnode **packet)
 {
 	manager_t *m = manager_for_gc(gc);
@@ -963,6 +1107,17 @@ bool manager_receiving(PurpleConnection *gc, xmlnode **packet)
 		return false;
 	from = xmlnode_get_attrib(stanza, "from");
 	type = xmlnode_get_attrib(stanza, "type");
+	{
+		xmlnode *carbon = xmlnode_get_child_with_namespace(stanza, "received", XMPP_NS_CARBONS);
+		bool sent = false;
+
+		if (!carbon) {
+			carbon = xmlnode_get_child_with_namespace(stanza, "sent", XMPP_NS_CARBONS);
+			sent = carbon != NULL;
+		}
+		if (carbon)
+			return receive_carbon(m, stanza, carbon, sent);
+	}
 	event = xmlnode_get_child_with_namespace(stanza, "event", XMPP_NS_PUBSUB_EVENT);
 	if (event) {
 		handle_pep_event(m, from, event);
@@ -986,6 +1141,12 @@ bool manager_receiving(PurpleConnection *gc, xmlnode **packet)
 }
 
 /* ---- accounts ---- */
+
+void manager_prefs_init(void)
+{
+	purple_prefs_add_none(MANAGER_PREF_ROOT);
+	purple_prefs_add_bool(MANAGER_PREF_CARBONS, TRUE);
+}
 
 static char *store_path_for(PurpleAccount *account, const char *own)
 {
@@ -1043,6 +1204,8 @@ void manager_account_connected(PurpleConnection *gc)
 	purple_debug_info(LOG, "%s: device %u\n", own, engine_device_id(m->engine));
 	devicelist_fetch(m, own);
 	bundle_publish(m);
+	if (purple_prefs_get_bool(MANAGER_PREF_CARBONS))
+		carbons_enable(m);
 }
 
 static void manager_free(manager_t *m)

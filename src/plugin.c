@@ -84,6 +84,7 @@ static gboolean plugin_load_cb(PurplePlugin *plugin)
 		payload_crypto_shutdown();
 		return FALSE;
 	}
+	manager_prefs_init();
 	xmpp_init(jabber);
 	/* Contacts' device list updates arrive as PEP notifications only if
 	 * our entity caps advertise +notify (XEP-0163 section 4). */
@@ -91,8 +92,11 @@ static gboolean plugin_load_cb(PurplePlugin *plugin)
 
 	/* Our handlers run before the protocol plugin's own sender, which is
 	 * connected at the highest priority and so runs last. */
-	purple_signal_connect(jabber, "jabber-receiving-xmlnode", plugin,
-			      PURPLE_CALLBACK(receiving_xmlnode_cb), NULL);
+	/* Early, so carbons are ours before another carbons plugin unwraps
+	 * them and a message shows twice. */
+	purple_signal_connect_priority(jabber, "jabber-receiving-xmlnode", plugin,
+				       PURPLE_CALLBACK(receiving_xmlnode_cb), NULL,
+				       PURPLE_SIGNAL_PRIORITY_DEFAULT - 100);
 	purple_signal_connect(jabber, "jabber-sending-xmlnode", plugin,
 			      PURPLE_CALLBACK(sending_xmlnode_cb), NULL);
 	purple_signal_connect(purple_conversations_get_handle(), "sending-im-msg", plugin,
