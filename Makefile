@@ -3,6 +3,7 @@
 #   make                 build purple-omemo.so and the translations
 #   make check           build and run every test
 #   make bench           build and run the benchmark
+#   make e2e             run the end-to-end suite (Prosody + libpurple clients)
 #   make install         install into the purple plugin dir (DESTDIR, PREFIX honoured)
 #   make install-home    install into ~/.purple/plugins
 #   make deps            install the packages needed to build, run and test
@@ -54,11 +55,14 @@ TEST_LIBS = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
 REL_OBJS := $(patsubst src/%.c,$(BUILD)/rel/%.o,$(CORE_SRCS))
 MEMCHECK_BINS := $(patsubst test/%.c,$(BUILD)/memcheck/%,$(UNIT_SRCS))
 BENCH := $(BUILD)/bench
+# The end-to-end suite's headless libpurple client (links libpurple only).
+E2E_CLIENT := $(BUILD)/e2e-client
+E2E_PKGS := purple glib-2.0
 
 PO_LANGS := $(basename $(notdir $(wildcard po/*.po)))
 MO_FILES := $(patsubst %,$(BUILD)/locale/%/LC_MESSAGES/purple-omemo.mo,$(PO_LANGS))
 
-.PHONY: all check unit-check memcheck bench install install-home uninstall deps pot clean
+.PHONY: all check unit-check memcheck bench e2e install install-home uninstall deps pot clean
 
 all: $(PLUGIN) $(MO_FILES)
 
@@ -100,13 +104,15 @@ CHECK_LOGS := $(BUILD)/check-logs
 # would delete them after the run and print that after the final summary.
 .SECONDARY: $(SAN_OBJS) $(REL_OBJS)
 
-check: all $(UNIT_BINS)
+check: all $(UNIT_BINS) $(E2E_CLIENT)
 	@rm -rf $(CHECK_LOGS) && mkdir -p $(CHECK_LOGS)
 	@PURPLE_OMEMO_PLUGIN_DIR=$(BUILD) SIGNAL=$(SIGNAL) BUILD=$(BUILD) \
 		sh test/run_unit.sh $(UNIT_BINS) 2>&1 | tee $(CHECK_LOGS)/unit.log
 	@sh test/check_symbols.sh $(PLUGIN) 2>&1 | tee $(CHECK_LOGS)/symbols.log
 	@sh test/check_pot.sh 2>&1 | tee $(CHECK_LOGS)/pot.log
-	@sh test/summary.sh $(CHECK_LOGS)/unit.log $(CHECK_LOGS)/symbols.log $(CHECK_LOGS)/pot.log
+	@/usr/bin/python3 test/e2e/run.py --build $(BUILD) 2>&1 | tee $(CHECK_LOGS)/e2e.log
+	@sh test/summary.sh $(CHECK_LOGS)/unit.log $(CHECK_LOGS)/symbols.log $(CHECK_LOGS)/pot.log \
+		$(CHECK_LOGS)/e2e.log
 
 unit-check: $(UNIT_BINS) $(PLUGIN)
 	PURPLE_OMEMO_PLUGIN_DIR=$(BUILD) SIGNAL=$(SIGNAL) BUILD=$(BUILD) sh test/run_unit.sh $(UNIT_BINS)
@@ -117,6 +123,17 @@ memcheck: $(MEMCHECK_BINS) $(PLUGIN)
 
 bench: $(BENCH)
 	$(BENCH)
+
+# End-to-end suite: a throwaway Prosody on loopback, headless libpurple
+# clients (test/e2e/client.c) loading the built plugin, an independent
+# python OMEMO peer. The client links libpurple only, none of src/.
+
+$(E2E_CLIENT): test/e2e/client.c | $(BUILD)
+	$(CC) -std=gnu11 $(WARN) -O2 -g $(shell $(PKG_CONFIG) --cflags $(E2E_PKGS)) $< -o $@ \
+		$(shell $(PKG_CONFIG) --libs $(E2E_PKGS))
+
+e2e: $(PLUGIN) $(E2E_CLIENT)
+	/usr/bin/python3 test/e2e/run.py --build $(BUILD)
 
 install: all
 	install -d $(DESTDIR)$(PLUGINDIR)
@@ -140,7 +157,7 @@ DEB_PACKAGES := build-essential pkg-config gettext libpurple-dev libglib2.0-dev 
 	libomemo-c-dev libsignal-protocol-c-dev libgcrypt20-dev libsqlite3-dev libxml2-dev \
 	libcmocka-dev valgrind sqlite3 \
 	python3 python3-cryptography python3-omemo python3-oldmemo python3-xmlschema \
-	python3-slixmpp prosody lua-unbound
+	python3-slixmpp prosody lua-unbound purple-lurch
 
 deps:
 	@if ! command -v apt-get >/dev/null; then \

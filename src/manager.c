@@ -197,6 +197,18 @@ static void devicelist_received(manager_t *m, const char *jid, const omemo_devic
 	}
 }
 
+/* The answers that mean "this account publishes no OMEMO device list":
+ * no such node (Prosody says forbidden for another account's missing
+ * node), or no PEP service at all. A timeout or any other error says
+ * nothing either way. */
+static bool devicelist_absent(const xmlnode *iq)
+{
+	return xmpp_iq_is_item_not_found(iq) ||
+	       xmpp_iq_error_is(iq, "forbidden", XMPP_NS_STANZAS) ||
+	       xmpp_iq_error_is(iq, "feature-not-implemented", XMPP_NS_STANZAS) ||
+	       xmpp_iq_error_is(iq, "service-unavailable", XMPP_NS_STANZAS);
+}
+
 static void devicelist_fetched_cb(PurpleConnection *gc, xmpp_iq_status status, xmlnode *iq,
                                   void *data)
 {
@@ -227,7 +239,7 @@ static void devicelist_fetched_cb(PurpleConnection *gc, xmpp_iq_status status, x
 		} else {
 			devicelist_received(m, jid, &list);
 		}
-	} else if (xmpp_iq_is_item_not_found(iq)) {
+	} else if (devicelist_absent(iq)) {
 		devicelist_received(m, jid, &list); /* no node: no devices */
 	} else if (c) {
 		purple_debug_warning(LOG, "no device list from %s (%s)\n", jid,
