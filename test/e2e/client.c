@@ -1,0 +1,1336 @@
+/*
+ * A headless libpurple client for the end-to-end tests: one process, one
+ * XMPP account, driven by line commands on stdin and reporting everything a
+ * test may want to assert (stanzas in and out, conversation writes, requests
+ * and notices, connection state) as one JSON object per line on stdout.
+ * libpurple and its plugins may print to stdout themselves, so the event
+ * stream keeps the original stdout and fd 1 is pointed at stderr.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <glib.h>
+#include <glib-unix.h>
+#include <glib/gstdio.h>
+
+#include <purple.h>
+
+#define CLIENT_UI_ID "e2e"
+#define CLIENT_PRPL_ID "prpl-jabber"
+#define CLIENT_GROUP "Buddies"
+
+struct client_options {
+	char *user_dir;
+	char *jid;
+	char *password;
+	char *plugin_dir;
+	char **plugins;
+	int port;
+};
+
+/* A request libpurple handed us and has not closed yet. Only "action"
+ * requests can be answered (command `answer`); the rest stay pending. */
+struct client_request {
+	guint id;
+	PurpleRequestType type;
+	void *user_data;
+	size_t action_count;
+	GCallback *action_cbs;
+	int default_action;
+};
+
+/* A subscription request we accept from an idle callback: answering inside
+ * the UI op would run libpurple's callback before it has finished setting
+ * up its own bookkeeping for the request. */
+struct client_authorization {
+	PurpleAccountRequestAuthorizationCb authorize_cb;
+	void *user_data;
+	char *who;
+	gboolean on_list;
+	gboolean closed;
+};
+
+struct client_io {
+	PurpleInputFunction func;
+	gpointer data;
+	PurpleInputCondition wanted;
+};
+
+static GMainLoop *client_loop;
+static FILE *client_events;
+static FILE *client_debug_log;
+static gboolean client_debug_stderr; /* E2E_DEBUG=1: the log on stderr too */
+static PurpleAccount *client_account;
+static GList *client_requests;
+static guint client_request_next_id = 1;
+static guint client_stdin_watch;
+static gboolean client_quitting;
+static int client_signal_handle;
+static GHashTable *client_ui_info;
+
+static void client_request_quit(void);
+
+/* ---- JSON events ---------------------------------------------------- */
+
+static void json_append_string(GString *out, const char *s)
+{
+	char *valid = NULL;
+	const unsigned char *p;
+
+	if (s == NULL) {
+		g_string_append(out, "null");
+		return;
+	}
+	/* Stanzas and debug text can hold any bytes; JSON must be UTF-8. */
+	if (!g_utf8_validate(s, -1, NULL)) {
+		valid = g_utf8_make_valid(s, -1);
+		s = valid;
+	}
+	g_string_append_c(out, '"');
+	for (p = (const unsigned char *)s; *p; p++) {
+		switch (*p) {
+		case '"':
+			g_string_append(out, "\\\"");
+			break;
+		case '\\':
+			g_string_append(out, "\\\\");
+			break;
+		case '\n':
+			g_string_append(out, "\\n");
+			break;
+		case '\r':
+			g_string_append(out, "\\r");
+			break;
+		case '\t':
+			g_string_append(out, "\\t");
+			break;
+		default:
+			if (*p < 0x20 || *p == 0x7f)
+				g_string_append_printf(out, "\\u%04x", *p);
+			else
+				g_string_append_c(out, (char)*p);
+		}
+	}
+	g_string_append_c(out, '"');
+	g_free(valid);
+}
+
+static GString *event_begin(const char *name)
+{
+	GString *ev = g_string_new("{\"event\":");
+
+	json_append_string(ev, name);
+	return ev;
+}
+
+static void event_add_key(GString *ev, const char *key)
+{
+	g_string_append_c(ev, ',');
+	json_append_string(ev, key);
+	g_string_append_c(ev, ':');
+}
+
+static void event_add_str(GString *ev, const char *key, const char *value)
+{
+	event_add_key(ev, key);
+	json_append_string(ev, value);
+}
+
+static void event_add_int(GString *ev, const char *key, long long value)
+{
+	event_add_key(ev, key);
+	g_string_append_printf(ev, "%lld", value);
+}
+
+static void event_add_bool(GString *ev, const char *key, gboolean value)
+{
+	event_add_key(ev, key);
+	g_string_append(ev, value ? "true" : "false");
+}
+
+static void event_add_strv(GString *ev, const char *key, GPtrArray *values)
+{
+	guint i;
+
+	event_add_key(ev, key);
+	g_string_append_c(ev, '[');
+	for (i = 0; values != NULL && i < values->len; i++) {
+		if (i > 0)
+			g_string_append_c(ev, ',');
+		json_append_string(ev, g_ptr_array_index(values, i));
+	}
+	g_string_append_c(ev, ']');
+}
+
+static void event_emit(GString *ev)
+{
+	g_string_append(ev, "}\n");
+	if (client_events != NULL &&
+	    (fwrite(ev->str, 1, ev->len, client_events) != ev->len ||
+	     fflush(client_events) != 0)) {
+		/* Nobody reads us any more: stop instead of running headless. */
+		fclose(client_events);
+		client_events = NULL;
+		client_request_quit();
+	}
+	g_string_free(ev, TRUE);
+}
+
+static void event_emit_error(const char *text)
+{
+	GString *ev = event_begin("error");
+
+	event_add_str(ev, "text", text);
+	event_emit(ev);
+}
+
+/* ---- debug log ---------------------------------------------------------- */
+
+static void client_debug_write(const char *level, const char *category, const char *text)
+{
+	GDateTime *now;
+	char *stamp;
+
+	if (client_debug_log == NULL)
+		return;
+	now = g_date_time_new_now_local();
+	stamp = g_date_time_format(now, "%H:%M:%S.%f");
+	/* %f gives microseconds; milliseconds are enough to read a log. */
+	if (strlen(stamp) > 12)
+		stamp[12] = '\0';
+	fprintf(client_debug_log, "%s %s %s: %s\n", stamp, level, category ? category : "-", text);
+	fflush(client_debug_log);
+	if (client_debug_stderr)
+		fprintf(stderr, "%s %s %s: %s\n", stamp, level, category ? category : "-", text);
+	g_free(stamp);
+	g_date_time_unref(now);
+}
+
+static const char *client_debug_level_name(PurpleDebugLevel level)
+{
+	switch (level) {
+	case PURPLE_DEBUG_MISC:
+		return "misc";
+	case PURPLE_DEBUG_INFO:
+		return "info";
+	case PURPLE_DEBUG_WARNING:
+		return "warning";
+	case PURPLE_DEBUG_ERROR:
+		return "error";
+	case PURPLE_DEBUG_FATAL:
+		return "fatal";
+	default:
+		return "all";
+	}
+}
+
+static void client_debug_print_cb(PurpleDebugLevel level, const char *category, const char *text)
+{
+	char *line = g_strdup(text);
+
+	/* Most messages end in a newline of their own. */
+	client_debug_write(client_debug_level_name(level), category, g_strchomp(line));
+	g_free(line);
+}
+
+static gboolean client_debug_is_enabled_cb(PurpleDebugLevel level, const char *category)
+{
+	return TRUE;
+}
+
+/* purple_debug_set_enabled() would print to stdout as well, so the log goes
+ * through these UI ops only. */
+static PurpleDebugUiOps client_debug_ops = {
+	.print = client_debug_print_cb,
+	.is_enabled = client_debug_is_enabled_cb,
+};
+
+static void client_glib_log_cb(const char *domain, GLogLevelFlags level, const char *message,
+			       gpointer data)
+{
+	const char *name = "message";
+	GString *ev;
+
+	if (level & G_LOG_LEVEL_ERROR)
+		name = "error";
+	else if (level & G_LOG_LEVEL_CRITICAL)
+		name = "critical";
+	else if (level & G_LOG_LEVEL_WARNING)
+		name = "warning";
+	else if (level & (G_LOG_LEVEL_INFO | G_LOG_LEVEL_DEBUG))
+		return;
+	fprintf(stderr, "%s-%s: %s\n", domain ? domain : "glib", name, message);
+	client_debug_write(name, domain ? domain : "glib", message);
+	/* Criticals are failed assertions in libpurple or a plugin: a test
+	 * wants to see them. */
+	if (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING)) {
+		ev = event_begin("glib-log");
+		event_add_str(ev, "level", name);
+		event_add_str(ev, "domain", domain);
+		event_add_str(ev, "text", message);
+		event_emit(ev);
+	}
+}
+
+/* ---- event loop --------------------------------------------------------- */
+
+static gboolean client_io_cb(GIOChannel *channel, GIOCondition cond, gpointer data)
+{
+	struct client_io *io = data;
+	PurpleInputCondition fired = 0;
+
+	if (cond & (G_IO_IN | G_IO_HUP | G_IO_ERR))
+		fired |= PURPLE_INPUT_READ;
+	if (cond & (G_IO_OUT | G_IO_HUP | G_IO_ERR | G_IO_NVAL))
+		fired |= PURPLE_INPUT_WRITE;
+	fired &= io->wanted;
+	if (fired != 0)
+		io->func(io->data, g_io_channel_unix_get_fd(channel), fired);
+	return TRUE;
+}
+
+static guint client_input_add_cb(int fd, PurpleInputCondition cond, PurpleInputFunction func,
+				 gpointer data)
+{
+	struct client_io *io = g_new0(struct client_io, 1);
+	GIOCondition watch = 0;
+	GIOChannel *channel;
+	guint id;
+
+	io->func = func;
+	io->data = data;
+	io->wanted = cond;
+	if (cond & PURPLE_INPUT_READ)
+		watch |= G_IO_IN | G_IO_HUP | G_IO_ERR;
+	if (cond & PURPLE_INPUT_WRITE)
+		watch |= G_IO_OUT | G_IO_HUP | G_IO_ERR | G_IO_NVAL;
+	channel = g_io_channel_unix_new(fd);
+	id = g_io_add_watch_full(channel, G_PRIORITY_DEFAULT, watch, client_io_cb, io, g_free);
+	g_io_channel_unref(channel);
+	return id;
+}
+
+static PurpleEventLoopUiOps client_eventloop_ops = {
+	.timeout_add = g_timeout_add,
+	.timeout_remove = g_source_remove,
+	.input_add = client_input_add_cb,
+	.input_remove = g_source_remove,
+	.input_get_error = NULL,
+	.timeout_add_seconds = g_timeout_add_seconds,
+};
+
+/* ---- conversations ------------------------------------------------------ */
+
+static void client_conv_write_cb(PurpleConversation *conv, const char *name, const char *alias,
+				 const char *message, PurpleMessageFlags flags, time_t mtime)
+{
+	static const struct {
+		PurpleMessageFlags flag;
+		const char *name;
+	} flag_names[] = {
+		{ PURPLE_MESSAGE_SEND, "send" },
+		{ PURPLE_MESSAGE_RECV, "recv" },
+		{ PURPLE_MESSAGE_SYSTEM, "system" },
+		{ PURPLE_MESSAGE_AUTO_RESP, "auto-resp" },
+		{ PURPLE_MESSAGE_ACTIVE_ONLY, "active-only" },
+		{ PURPLE_MESSAGE_NICK, "nick" },
+		{ PURPLE_MESSAGE_NO_LOG, "no-log" },
+		{ PURPLE_MESSAGE_WHISPER, "whisper" },
+		{ PURPLE_MESSAGE_ERROR, "error" },
+		{ PURPLE_MESSAGE_DELAYED, "delayed" },
+		{ PURPLE_MESSAGE_RAW, "raw" },
+		{ PURPLE_MESSAGE_IMAGES, "images" },
+		{ PURPLE_MESSAGE_NOTIFY, "notify" },
+		{ PURPLE_MESSAGE_NO_LINKIFY, "no-linkify" },
+		{ PURPLE_MESSAGE_INVISIBLE, "invisible" },
+		{ PURPLE_MESSAGE_REMOTE_SEND, "remote-send" },
+	};
+	GPtrArray *names = g_ptr_array_new();
+	char *plain = message ? purple_markup_strip_html(message) : NULL;
+	GString *ev;
+	size_t i;
+
+	for (i = 0; i < G_N_ELEMENTS(flag_names); i++)
+		if (flags & flag_names[i].flag)
+			g_ptr_array_add(names, (gpointer)flag_names[i].name);
+
+	ev = event_begin("conv");
+	event_add_str(ev, "conv", purple_conversation_get_name(conv));
+	event_add_str(ev, "type",
+		      purple_conversation_get_type(conv) == PURPLE_CONV_TYPE_CHAT ? "chat" : "im");
+	event_add_str(ev, "who", name);
+	event_add_str(ev, "text", message);
+	event_add_str(ev, "plain", plain);
+	event_add_strv(ev, "flags", names);
+	event_emit(ev);
+
+	g_free(plain);
+	g_ptr_array_free(names, TRUE);
+}
+
+static PurpleConversationUiOps client_conv_ops = {
+	.write_conv = client_conv_write_cb,
+};
+
+/* NULL while signed off: libpurple opens conversations on a connection. */
+static PurpleConversation *client_get_im(const char *jid)
+{
+	PurpleConversation *conv;
+
+	if (!purple_account_is_connected(client_account))
+		return NULL;
+	conv = purple_find_conversation_with_account(PURPLE_CONV_TYPE_IM, jid, client_account);
+	if (conv == NULL)
+		conv = purple_conversation_new(PURPLE_CONV_TYPE_IM, client_account, jid);
+	return conv;
+}
+
+/* ---- requests and notices ----------------------------------------------- */
+
+static const char *client_request_kind(PurpleRequestType type)
+{
+	switch (type) {
+	case PURPLE_REQUEST_INPUT:
+		return "input";
+	case PURPLE_REQUEST_CHOICE:
+		return "choice";
+	case PURPLE_REQUEST_ACTION:
+		return "action";
+	case PURPLE_REQUEST_FIELDS:
+		return "fields";
+	case PURPLE_REQUEST_FILE:
+		return "file";
+	case PURPLE_REQUEST_FOLDER:
+		return "folder";
+	default:
+		return "other";
+	}
+}
+
+static struct client_request *client_request_new(PurpleRequestType type, void *user_data)
+{
+	struct client_request *req = g_new0(struct client_request, 1);
+
+	req->id = client_request_next_id++;
+	req->type = type;
+	req->user_data = user_data;
+	req->default_action = -1;
+	client_requests = g_list_append(client_requests, req);
+	return req;
+}
+
+static GString *client_request_event(struct client_request *req, const char *title,
+				     const char *primary, const char *secondary, const char *who)
+{
+	GString *ev = event_begin("request");
+
+	event_add_str(ev, "kind", client_request_kind(req->type));
+	event_add_int(ev, "id", req->id);
+	event_add_str(ev, "title", title);
+	event_add_str(ev, "primary", primary);
+	event_add_str(ev, "secondary", secondary);
+	event_add_str(ev, "who", who);
+	return ev;
+}
+
+static void *client_request_input_cb(const char *title, const char *primary, const char *secondary,
+				     const char *default_value, gboolean multiline, gboolean masked,
+				     gchar *hint, const char *ok_text, GCallback ok_cb,
+				     const char *cancel_text, GCallback cancel_cb,
+				     PurpleAccount *account, const char *who,
+				     PurpleConversation *conv, void *user_data)
+{
+	struct client_request *req = client_request_new(PURPLE_REQUEST_INPUT, user_data);
+	GString *ev = client_request_event(req, title, primary, secondary, who);
+
+	event_add_str(ev, "default_value", default_value);
+	event_emit(ev);
+	return req;
+}
+
+static void *client_request_choice_cb(const char *title, const char *primary,
+				      const char *secondary, int default_value,
+				      const char *ok_text, GCallback ok_cb,
+				      const char *cancel_text, GCallback cancel_cb,
+				      PurpleAccount *account, const char *who,
+				      PurpleConversation *conv, void *user_data, va_list choices)
+{
+	struct client_request *req = client_request_new(PURPLE_REQUEST_CHOICE, user_data);
+	GString *ev = client_request_event(req, title, primary, secondary, who);
+	GPtrArray *labels = g_ptr_array_new();
+	const char *label;
+
+	/* Pairs of label and value, ended by a NULL label. */
+	while ((label = va_arg(choices, const char *)) != NULL) {
+		(void)va_arg(choices, int);
+		g_ptr_array_add(labels, (gpointer)label);
+	}
+	event_add_strv(ev, "choices", labels);
+	event_add_int(ev, "default", default_value);
+	event_emit(ev);
+	g_ptr_array_free(labels, TRUE);
+	return req;
+}
+
+static void *client_request_action_cb(const char *title, const char *primary,
+				      const char *secondary, int default_action,
+				      PurpleAccount *account, const char *who,
+				      PurpleConversation *conv, void *user_data,
+				      size_t action_count, va_list actions)
+{
+	struct client_request *req = client_request_new(PURPLE_REQUEST_ACTION, user_data);
+	GString *ev = client_request_event(req, title, primary, secondary, who);
+	GPtrArray *labels = g_ptr_array_new();
+	size_t i;
+
+	req->action_count = action_count;
+	req->action_cbs = g_new0(GCallback, action_count ? action_count : 1);
+	req->default_action = default_action;
+	for (i = 0; i < action_count; i++) {
+		g_ptr_array_add(labels, (gpointer)va_arg(actions, const char *));
+		req->action_cbs[i] = va_arg(actions, GCallback);
+	}
+	event_add_strv(ev, "actions", labels);
+	event_add_int(ev, "default", default_action);
+	event_emit(ev);
+	g_ptr_array_free(labels, TRUE);
+	return req;
+}
+
+static void *client_request_fields_cb(const char *title, const char *primary,
+				      const char *secondary, PurpleRequestFields *fields,
+				      const char *ok_text, GCallback ok_cb,
+				      const char *cancel_text, GCallback cancel_cb,
+				      PurpleAccount *account, const char *who,
+				      PurpleConversation *conv, void *user_data)
+{
+	struct client_request *req = client_request_new(PURPLE_REQUEST_FIELDS, user_data);
+	GString *ev = client_request_event(req, title, primary, secondary, who);
+	GPtrArray *ids = g_ptr_array_new();
+	GList *group, *field;
+
+	for (group = purple_request_fields_get_groups(fields); group; group = group->next)
+		for (field = purple_request_field_group_get_fields(group->data); field;
+		     field = field->next)
+			g_ptr_array_add(ids, (gpointer)purple_request_field_get_id(field->data));
+	event_add_strv(ev, "fields", ids);
+	event_emit(ev);
+	g_ptr_array_free(ids, TRUE);
+	return req;
+}
+
+static void *client_request_file_cb(const char *title, const char *filename, gboolean savedialog,
+				    GCallback ok_cb, GCallback cancel_cb, PurpleAccount *account,
+				    const char *who, PurpleConversation *conv, void *user_data)
+{
+	struct client_request *req = client_request_new(PURPLE_REQUEST_FILE, user_data);
+
+	event_emit(client_request_event(req, title, filename, NULL, who));
+	return req;
+}
+
+static void *client_request_folder_cb(const char *title, const char *dirname, GCallback ok_cb,
+				      GCallback cancel_cb, PurpleAccount *account,
+				      const char *who, PurpleConversation *conv, void *user_data)
+{
+	struct client_request *req = client_request_new(PURPLE_REQUEST_FOLDER, user_data);
+
+	event_emit(client_request_event(req, title, dirname, NULL, who));
+	return req;
+}
+
+static void client_request_close_cb(PurpleRequestType type, void *ui_handle)
+{
+	struct client_request *req = ui_handle;
+	GString *ev;
+
+	if (g_list_find(client_requests, req) == NULL)
+		return;
+	client_requests = g_list_remove(client_requests, req);
+	ev = event_begin("request-closed");
+	event_add_int(ev, "id", req->id);
+	event_emit(ev);
+	g_free(req->action_cbs);
+	g_free(req);
+}
+
+static PurpleRequestUiOps client_request_ops = {
+	.request_input = client_request_input_cb,
+	.request_choice = client_request_choice_cb,
+	.request_action = client_request_action_cb,
+	.request_fields = client_request_fields_cb,
+	.request_file = client_request_file_cb,
+	.close_request = client_request_close_cb,
+	.request_folder = client_request_folder_cb,
+};
+
+/* Picks action `index` (or the default when index < 0) of the newest
+ * pending action request, as a user clicking a button would. */
+static void client_answer_request(int index)
+{
+	struct client_request *req = NULL;
+	PurpleRequestActionCb cb;
+	GString *ev;
+	GList *l;
+
+	for (l = g_list_last(client_requests); l; l = l->prev) {
+		if (((struct client_request *)l->data)->type == PURPLE_REQUEST_ACTION) {
+			req = l->data;
+			break;
+		}
+	}
+	if (req == NULL) {
+		event_emit_error("answer: no pending action request");
+		return;
+	}
+	if (index < 0)
+		index = req->default_action;
+	if (index < 0 || (size_t)index >= req->action_count) {
+		event_emit_error("answer: no such action");
+		return;
+	}
+	ev = event_begin("answered");
+	event_add_int(ev, "id", req->id);
+	event_add_int(ev, "action", index);
+	event_emit(ev);
+	cb = (PurpleRequestActionCb)req->action_cbs[index];
+	if (cb != NULL)
+		cb(req->user_data, index);
+	/* The callback may have closed the request itself. */
+	if (g_list_find(client_requests, req) != NULL)
+		purple_request_close(PURPLE_REQUEST_ACTION, req);
+}
+
+static GString *client_notify_event(const char *kind, const char *title, const char *primary,
+				    const char *secondary)
+{
+	GString *ev = event_begin("request");
+
+	event_add_str(ev, "kind", kind);
+	event_add_str(ev, "title", title);
+	event_add_str(ev, "primary", primary);
+	event_add_str(ev, "secondary", secondary);
+	return ev;
+}
+
+/* Notices return NULL: libpurple then treats them as dismissed at once. */
+static void *client_notify_message_cb(PurpleNotifyMsgType type, const char *title,
+				      const char *primary, const char *secondary)
+{
+	const char *level = type == PURPLE_NOTIFY_MSG_ERROR	 ? "error"
+			    : type == PURPLE_NOTIFY_MSG_WARNING ? "warning"
+								 : "info";
+	GString *ev = client_notify_event("notify", title, primary, secondary);
+
+	event_add_str(ev, "level", level);
+	event_emit(ev);
+	return NULL;
+}
+
+static void *client_notify_formatted_cb(const char *title, const char *primary,
+					const char *secondary, const char *text)
+{
+	GString *ev = client_notify_event("formatted", title, primary, secondary);
+
+	event_add_str(ev, "text", text);
+	event_emit(ev);
+	return NULL;
+}
+
+static void *client_notify_email_cb(PurpleConnection *gc, const char *subject, const char *from,
+				    const char *to, const char *url)
+{
+	event_emit(client_notify_event("email", subject, from, to));
+	return NULL;
+}
+
+static void *client_notify_emails_cb(PurpleConnection *gc, size_t count, gboolean detailed,
+				     const char **subjects, const char **froms, const char **tos,
+				     const char **urls)
+{
+	event_emit(client_notify_event("emails", NULL, NULL, NULL));
+	return NULL;
+}
+
+static void *client_notify_searchresults_cb(PurpleConnection *gc, const char *title,
+					    const char *primary, const char *secondary,
+					    PurpleNotifySearchResults *results, gpointer data)
+{
+	event_emit(client_notify_event("searchresults", title, primary, secondary));
+	return NULL;
+}
+
+static void *client_notify_userinfo_cb(PurpleConnection *gc, const char *who,
+				       PurpleNotifyUserInfo *info)
+{
+	char *text = purple_notify_user_info_get_text_with_newline(info, "\n");
+	GString *ev = client_notify_event("userinfo", NULL, who, NULL);
+
+	event_add_str(ev, "text", text);
+	event_emit(ev);
+	g_free(text);
+	return NULL;
+}
+
+static void *client_notify_uri_cb(const char *uri)
+{
+	event_emit(client_notify_event("uri", NULL, uri, NULL));
+	return NULL;
+}
+
+static PurpleNotifyUiOps client_notify_ops = {
+	.notify_message = client_notify_message_cb,
+	.notify_email = client_notify_email_cb,
+	.notify_emails = client_notify_emails_cb,
+	.notify_formatted = client_notify_formatted_cb,
+	.notify_searchresults = client_notify_searchresults_cb,
+	.notify_userinfo = client_notify_userinfo_cb,
+	.notify_uri = client_notify_uri_cb,
+};
+
+/* ---- buddies and subscriptions ------------------------------------------ */
+
+static void client_add_buddy(const char *jid)
+{
+	PurpleBuddy *buddy = purple_find_buddy(client_account, jid);
+	PurpleGroup *group;
+
+	if (buddy == NULL) {
+		group = purple_find_group(CLIENT_GROUP);
+		if (group == NULL) {
+			group = purple_group_new(CLIENT_GROUP);
+			purple_blist_add_group(group, NULL);
+		}
+		buddy = purple_buddy_new(client_account, jid, NULL);
+		purple_blist_add_buddy(buddy, NULL, group, NULL);
+	}
+	/* Sends the roster push and, unless already subscribed, a subscribe. */
+	purple_account_add_buddy(client_account, buddy);
+}
+
+static gboolean client_authorize_idle_cb(gpointer data)
+{
+	struct client_authorization *auth = data;
+	GString *ev;
+
+	if (!auth->closed && !client_quitting) {
+		ev = event_begin("authorized");
+		event_add_str(ev, "who", auth->who);
+		event_emit(ev);
+		auth->authorize_cb(auth->user_data);
+		/* Subscribe back, so that two test accounts end up mutual. */
+		if (!auth->on_list && purple_account_is_connected(client_account))
+			client_add_buddy(auth->who);
+	}
+	g_free(auth->who);
+	g_free(auth);
+	return FALSE;
+}
+
+static void *client_request_authorize_cb(PurpleAccount *account, const char *remote_user,
+					 const char *id, const char *alias, const char *message,
+					 gboolean on_list,
+					 PurpleAccountRequestAuthorizationCb authorize_cb,
+					 PurpleAccountRequestAuthorizationCb deny_cb, void *user_data)
+{
+	struct client_authorization *auth = g_new0(struct client_authorization, 1);
+	GString *ev = event_begin("authorize-request");
+
+	event_add_str(ev, "who", remote_user);
+	event_add_bool(ev, "on_list", on_list);
+	event_emit(ev);
+	auth->authorize_cb = authorize_cb;
+	auth->user_data = user_data;
+	auth->who = g_strdup(remote_user);
+	auth->on_list = on_list;
+	g_idle_add(client_authorize_idle_cb, auth);
+	return auth;
+}
+
+/* The idle callback owns and frees the record; closing only marks it. */
+static void client_close_account_request_cb(void *ui_handle)
+{
+	struct client_authorization *auth = ui_handle;
+
+	auth->closed = TRUE;
+}
+
+static void client_request_add_cb(PurpleAccount *account, const char *remote_user, const char *id,
+				  const char *alias, const char *message)
+{
+	GString *ev = event_begin("add-request");
+
+	event_add_str(ev, "who", remote_user);
+	event_emit(ev);
+	if (purple_find_buddy(account, remote_user) == NULL &&
+	    purple_account_is_connected(account))
+		client_add_buddy(remote_user);
+}
+
+static PurpleAccountUiOps client_account_ops = {
+	.request_add = client_request_add_cb,
+	.request_authorize = client_request_authorize_cb,
+	.close_account_request = client_close_account_request_cb,
+};
+
+/* ---- core --------------------------------------------------------------- */
+
+static void client_debug_ui_init_cb(void)
+{
+	purple_debug_set_ui_ops(&client_debug_ops);
+}
+
+static void client_ui_init_cb(void)
+{
+	purple_conversations_set_ui_ops(&client_conv_ops);
+	purple_request_set_ui_ops(&client_request_ops);
+	purple_notify_set_ui_ops(&client_notify_ops);
+	purple_accounts_set_ui_ops(&client_account_ops);
+}
+
+static GHashTable *client_get_ui_info_cb(void)
+{
+	if (client_ui_info == NULL) {
+		client_ui_info = g_hash_table_new(g_str_hash, g_str_equal);
+		g_hash_table_insert(client_ui_info, "name", "purple-omemo e2e client");
+		g_hash_table_insert(client_ui_info, "version", "1");
+		g_hash_table_insert(client_ui_info, "client_type", "bot");
+	}
+	return client_ui_info;
+}
+
+static PurpleCoreUiOps client_core_ops = {
+	.debug_ui_init = client_debug_ui_init_cb,
+	.ui_init = client_ui_init_cb,
+	.get_ui_info = client_get_ui_info_cb,
+};
+
+/* ---- signals ------------------------------------------------------------ */
+
+static void client_signed_on_cb(PurpleConnection *gc, gpointer data)
+{
+	GString *ev = event_begin("signed-on");
+
+	event_add_str(ev, "jid", purple_account_get_username(purple_connection_get_account(gc)));
+	event_emit(ev);
+}
+
+static void client_signed_off_cb(PurpleConnection *gc, gpointer data)
+{
+	event_emit(event_begin("signed-off"));
+}
+
+static void client_connection_error_cb(PurpleConnection *gc, PurpleConnectionError reason,
+				       const char *text, gpointer data)
+{
+	GString *ev = event_begin("connection-error");
+
+	event_add_int(ev, "reason", reason);
+	event_add_str(ev, "text", text);
+	event_emit(ev);
+}
+
+static void client_buddy_presence_cb(PurpleBuddy *buddy, gpointer data)
+{
+	GString *ev = event_begin("presence");
+
+	event_add_str(ev, "who", purple_buddy_get_name(buddy));
+	event_add_bool(ev, "online", GPOINTER_TO_INT(data));
+	event_emit(ev);
+}
+
+static void client_sending_text_cb(PurpleConnection *gc, char **text, gpointer data)
+{
+	GString *ev;
+	const char *p;
+
+	if (text == NULL || *text == NULL)
+		return;
+	/* Skip the whitespace keepalives. */
+	for (p = *text; *p && g_ascii_isspace(*p); p++)
+		;
+	if (*p == '\0')
+		return;
+	ev = event_begin("xml-out");
+	event_add_str(ev, "xml", *text);
+	event_emit(ev);
+}
+
+static void client_receiving_xmlnode_cb(PurpleConnection *gc, xmlnode **packet, gpointer data)
+{
+	GString *ev;
+	char *xml;
+
+	if (packet == NULL || *packet == NULL)
+		return;
+	xml = xmlnode_to_str(*packet, NULL);
+	ev = event_begin("xml-in");
+	event_add_str(ev, "xml", xml);
+	event_emit(ev);
+	g_free(xml);
+}
+
+static int client_connect_signals(void)
+{
+	PurplePlugin *jabber = purple_find_prpl(CLIENT_PRPL_ID);
+	void *conns = purple_connections_get_handle();
+	void *blist = purple_blist_get_handle();
+
+	if (jabber == NULL)
+		return -1;
+	purple_signal_connect(conns, "signed-on", &client_signal_handle,
+			      PURPLE_CALLBACK(client_signed_on_cb), NULL);
+	purple_signal_connect(conns, "signed-off", &client_signal_handle,
+			      PURPLE_CALLBACK(client_signed_off_cb), NULL);
+	purple_signal_connect(conns, "connection-error", &client_signal_handle,
+			      PURPLE_CALLBACK(client_connection_error_cb), NULL);
+	purple_signal_connect(blist, "buddy-signed-on", &client_signal_handle,
+			      PURPLE_CALLBACK(client_buddy_presence_cb), GINT_TO_POINTER(TRUE));
+	purple_signal_connect(blist, "buddy-signed-off", &client_signal_handle,
+			      PURPLE_CALLBACK(client_buddy_presence_cb), GINT_TO_POINTER(FALSE));
+	/* Last, so the text reported is what goes on the wire after every
+	 * other handler had its say. */
+	purple_signal_connect_priority(jabber, "jabber-sending-text", &client_signal_handle,
+				       PURPLE_CALLBACK(client_sending_text_cb), NULL,
+				       PURPLE_SIGNAL_PRIORITY_HIGHEST);
+	/* First, before any plugin can consume the stanza. */
+	purple_signal_connect_priority(jabber, "jabber-receiving-xmlnode", &client_signal_handle,
+				       PURPLE_CALLBACK(client_receiving_xmlnode_cb), NULL,
+				       PURPLE_SIGNAL_PRIORITY_LOWEST);
+	return 0;
+}
+
+/* ---- plugins ------------------------------------------------------------ */
+
+static void client_set_plugin(const char *id, gboolean load)
+{
+	PurplePlugin *plugin = purple_plugins_find_with_id(id);
+	GString *ev = event_begin("plugin");
+
+	event_add_str(ev, "id", id);
+	if (plugin == NULL) {
+		event_add_bool(ev, "loaded", FALSE);
+		event_add_str(ev, "error", "no plugin with this id");
+		event_emit(ev);
+		return;
+	}
+	if (load && !purple_plugin_is_loaded(plugin))
+		purple_plugin_load(plugin);
+	else if (!load && purple_plugin_is_loaded(plugin))
+		purple_plugin_unload(plugin);
+	event_add_bool(ev, "loaded", purple_plugin_is_loaded(plugin));
+	event_add_str(ev, "path", plugin->path);
+	event_add_str(ev, "error", plugin->error);
+	event_emit(ev);
+}
+
+/* ---- commands ----------------------------------------------------------- */
+
+/* The rest of a command line: "\n" is a newline, "\\" a backslash, so a
+ * multi-line message or stanza fits on one line. */
+static char *client_decode_text(const char *in)
+{
+	GString *out = g_string_new(NULL);
+
+	for (; *in; in++) {
+		if (in[0] == '\\' && in[1] == 'n') {
+			g_string_append_c(out, '\n');
+			in++;
+		} else if (in[0] == '\\' && in[1] == '\\') {
+			g_string_append_c(out, '\\');
+			in++;
+		} else {
+			g_string_append_c(out, *in);
+		}
+	}
+	return g_string_free(out, FALSE);
+}
+
+/* Splits "WORD REST" at the first space; REST may be empty, never NULL. */
+static char *client_split_word(char *line, char **rest)
+{
+	char *space = strchr(line, ' ');
+
+	if (space == NULL) {
+		*rest = line + strlen(line);
+	} else {
+		*space = '\0';
+		*rest = space + 1;
+	}
+	return line;
+}
+
+static void client_cmd_send(char *args)
+{
+	char *text, *jid = client_split_word(args, &text);
+	PurpleConversation *conv;
+	char *decoded;
+
+	if (*jid == '\0' || *text == '\0') {
+		event_emit_error("usage: send JID TEXT");
+		return;
+	}
+	conv = client_get_im(jid);
+	if (conv == NULL) {
+		event_emit_error("send: not connected");
+		return;
+	}
+	decoded = client_decode_text(text);
+	purple_conv_im_send(PURPLE_CONV_IM(conv), decoded);
+	g_free(decoded);
+}
+
+static void client_cmd_cmd(char *args)
+{
+	char *line, *jid = client_split_word(args, &line);
+	char *decoded, *markup, *error = NULL;
+	PurpleConversation *conv;
+	PurpleCmdStatus status;
+	GString *ev;
+
+	if (*jid == '\0' || *line == '\0') {
+		event_emit_error("usage: cmd JID COMMANDLINE");
+		return;
+	}
+	conv = client_get_im(jid);
+	if (conv == NULL) {
+		event_emit_error("cmd: not connected");
+		return;
+	}
+	decoded = client_decode_text(line[0] == '/' ? line + 1 : line);
+	markup = g_markup_escape_text(decoded, -1);
+	status = purple_cmd_do_command(conv, decoded, markup, &error);
+	ev = event_begin("cmd-result");
+	event_add_int(ev, "status", status);
+	event_add_str(ev, "command", decoded);
+	event_add_str(ev, "error", error);
+	event_emit(ev);
+	g_free(error);
+	g_free(markup);
+	g_free(decoded);
+}
+
+static void client_cmd_raw(const char *args)
+{
+	PurpleConnection *gc = purple_account_get_connection(client_account);
+	PurplePluginProtocolInfo *info;
+	char *xml;
+	GString *ev;
+	int sent;
+
+	if (gc == NULL || !PURPLE_CONNECTION_IS_CONNECTED(gc)) {
+		event_emit_error("raw: not connected");
+		return;
+	}
+	info = PURPLE_PLUGIN_PROTOCOL_INFO(purple_connection_get_prpl(gc));
+	if (info->send_raw == NULL) {
+		event_emit_error("raw: the protocol cannot send raw text");
+		return;
+	}
+	xml = client_decode_text(args);
+	sent = info->send_raw(gc, xml, strlen(xml));
+	ev = event_begin("raw-sent");
+	event_add_int(ev, "bytes", sent);
+	event_emit(ev);
+	g_free(xml);
+}
+
+static void client_cmd_answer(const char *args)
+{
+	char *end = NULL;
+	long index = -1;
+
+	if (*args != '\0') {
+		index = strtol(args, &end, 10);
+		if (end == args || *end != '\0' || index < 0) {
+			event_emit_error("usage: answer [N]");
+			return;
+		}
+	}
+	client_answer_request((int)index);
+}
+
+static void client_run_command(char *line)
+{
+	char *args, *name = client_split_word(line, &args);
+	GString *ev;
+
+	if (client_quitting)
+		return;
+	if (strcmp(name, "send") == 0) {
+		client_cmd_send(args);
+	} else if (strcmp(name, "cmd") == 0) {
+		client_cmd_cmd(args);
+	} else if (strcmp(name, "add") == 0 && *args != '\0') {
+		if (purple_account_is_connected(client_account))
+			client_add_buddy(args);
+		else
+			event_emit_error("add: not connected");
+	} else if (strcmp(name, "raw") == 0 && *args != '\0') {
+		client_cmd_raw(args);
+	} else if (strcmp(name, "load") == 0 && *args != '\0') {
+		client_set_plugin(args, TRUE);
+	} else if (strcmp(name, "unload") == 0 && *args != '\0') {
+		client_set_plugin(args, FALSE);
+	} else if (strcmp(name, "answer") == 0) {
+		client_cmd_answer(args);
+	} else if (strcmp(name, "echo") == 0) {
+		/* Lets a test know every earlier command has been handled. */
+		ev = event_begin("echo");
+		event_add_str(ev, "text", args);
+		event_emit(ev);
+	} else if (strcmp(name, "quit") == 0) {
+		client_request_quit();
+	} else if (*name != '\0') {
+		ev = event_begin("error");
+		event_add_str(ev, "text", "unknown command or missing argument");
+		event_add_str(ev, "command", name);
+		event_emit(ev);
+	}
+}
+
+static gboolean client_stdin_cb(GIOChannel *channel, GIOCondition cond, gpointer data)
+{
+	GError *error = NULL;
+	GIOStatus status;
+	gsize length, terminator;
+	char *line;
+
+	for (;;) {
+		line = NULL;
+		status = g_io_channel_read_line(channel, &line, &length, &terminator, &error);
+		if (status != G_IO_STATUS_NORMAL)
+			break;
+		line[terminator] = '\0';
+		client_run_command(line);
+		g_free(line);
+	}
+	g_free(line);
+	if (status == G_IO_STATUS_AGAIN)
+		return TRUE;
+	if (error != NULL) {
+		client_debug_write("error", "e2e", error->message);
+		g_error_free(error);
+	}
+	/* EOF: whoever drove us is gone. */
+	client_stdin_watch = 0;
+	client_request_quit();
+	return FALSE;
+}
+
+static gboolean client_quit_idle_cb(gpointer data)
+{
+	if (client_stdin_watch != 0) {
+		g_source_remove(client_stdin_watch);
+		client_stdin_watch = 0;
+	}
+	/* Signs the account off, unloads plugins, writes accounts.xml. */
+	purple_core_quit();
+	g_main_loop_quit(client_loop);
+	return FALSE;
+}
+
+/* Never tear down from inside a signal handler or a command that runs in
+ * one: the stack above us still uses the connection. */
+static void client_request_quit(void)
+{
+	if (client_quitting)
+		return;
+	client_quitting = TRUE;
+	g_idle_add(client_quit_idle_cb, NULL);
+}
+
+static gboolean client_unix_signal_cb(gpointer data)
+{
+	client_request_quit();
+	return TRUE;
+}
+
+/* ---- start-up ----------------------------------------------------------- */
+
+static int client_parse_options(int argc, char **argv, struct client_options *opts)
+{
+	GOptionEntry entries[] = {
+		{ "user-dir", 0, 0, G_OPTION_ARG_FILENAME, &opts->user_dir,
+		  "libpurple user directory (created if missing)", "DIR" },
+		{ "jid", 0, 0, G_OPTION_ARG_STRING, &opts->jid, "account, user@host/resource",
+		  "JID" },
+		{ "password", 0, 0, G_OPTION_ARG_STRING, &opts->password, "account password", "PW" },
+		{ "port", 0, 0, G_OPTION_ARG_INT, &opts->port, "c2s port on 127.0.0.1", "N" },
+		{ "plugin-dir", 0, 0, G_OPTION_ARG_FILENAME, &opts->plugin_dir,
+		  "extra plugin search directory", "DIR" },
+		{ "plugin", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opts->plugins,
+		  "load the plugin with this id (repeatable)", "ID" },
+		{ NULL },
+	};
+	GOptionContext *ctx = g_option_context_new("- headless libpurple client for e2e tests");
+	GError *error = NULL;
+	int ret = 0;
+
+	g_option_context_add_main_entries(ctx, entries, NULL);
+	if (!g_option_context_parse(ctx, &argc, &argv, &error)) {
+		fprintf(stderr, "e2e-client: %s\n", error->message);
+		g_error_free(error);
+		ret = -1;
+		goto out;
+	}
+	if (argc > 1) {
+		fprintf(stderr, "e2e-client: unexpected argument '%s'\n", argv[1]);
+		ret = -1;
+		goto out;
+	}
+	if (opts->user_dir == NULL || opts->jid == NULL || opts->password == NULL) {
+		fprintf(stderr, "e2e-client: --user-dir, --jid and --password are required\n");
+		ret = -1;
+		goto out;
+	}
+	if (opts->port <= 0 || opts->port > 65535) {
+		fprintf(stderr, "e2e-client: --port must be 1..65535\n");
+		ret = -1;
+		goto out;
+	}
+	if (strchr(opts->jid, '@') == NULL) {
+		fprintf(stderr, "e2e-client: --jid must look like user@host/resource\n");
+		ret = -1;
+		goto out;
+	}
+
+out:
+	g_option_context_free(ctx);
+	return ret;
+}
+
+/* Keeps stdout for events only: a stray printf from libpurple or a plugin
+ * would otherwise break a JSON line. */
+static int client_open_event_stream(void)
+{
+	int fd = dup(STDOUT_FILENO);
+
+	if (fd < 0)
+		return -1;
+	client_events = fdopen(fd, "w");
+	if (client_events == NULL) {
+		close(fd);
+		return -1;
+	}
+	if (dup2(STDERR_FILENO, STDOUT_FILENO) < 0)
+		return -1;
+	return 0;
+}
+
+static void client_setup_account(const struct client_options *opts)
+{
+	client_account = purple_accounts_find(opts->jid, CLIENT_PRPL_ID);
+	if (client_account == NULL) {
+		client_account = purple_account_new(opts->jid, CLIENT_PRPL_ID);
+		purple_accounts_add(client_account);
+	}
+	purple_account_set_password(client_account, opts->password);
+	purple_account_set_remember_password(client_account, TRUE);
+	purple_account_set_string(client_account, "connect_server", "127.0.0.1");
+	purple_account_set_int(client_account, "port", opts->port);
+	purple_account_set_string(client_account, "connection_security", "opportunistic_tls");
+	purple_account_set_bool(client_account, "auth_plain_in_clear", TRUE);
+}
+
+int main(int argc, char **argv)
+{
+	struct client_options opts = { 0 };
+	PurpleSavedStatus *status;
+	GIOChannel *in;
+	char *log_path;
+	int ret = 0;
+	int i;
+
+	if (client_parse_options(argc, argv, &opts) < 0) {
+		ret = 2;
+		goto out;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if (client_open_event_stream() < 0) {
+		fprintf(stderr, "e2e-client: cannot set up the event stream: %s\n",
+			g_strerror(errno));
+		ret = 1;
+		goto out;
+	}
+	if (g_mkdir_with_parents(opts.user_dir, 0700) < 0) {
+		fprintf(stderr, "e2e-client: cannot create %s: %s\n", opts.user_dir,
+			g_strerror(errno));
+		ret = 1;
+		goto out;
+	}
+	log_path = g_build_filename(opts.user_dir, "debug.log", NULL);
+	client_debug_log = g_fopen(log_path, "a");
+	client_debug_stderr = g_strcmp0(g_getenv("E2E_DEBUG"), "1") == 0;
+	g_free(log_path);
+	g_log_set_default_handler(client_glib_log_cb, NULL);
+	client_debug_write("info", "e2e", "---- e2e-client starting ----");
+
+	client_loop = g_main_loop_new(NULL, FALSE);
+	purple_util_set_user_dir(opts.user_dir);
+	if (opts.plugin_dir != NULL)
+		purple_plugins_add_search_path(opts.plugin_dir);
+	purple_core_set_ui_ops(&client_core_ops);
+	purple_eventloop_set_ui_ops(&client_eventloop_ops);
+	if (!purple_core_init(CLIENT_UI_ID)) {
+		fprintf(stderr, "e2e-client: libpurple failed to initialise\n");
+		ret = 1;
+		goto out;
+	}
+	purple_set_blist(purple_blist_new());
+	purple_blist_load();
+	purple_prefs_load();
+	purple_prefs_set_bool("/purple/logging/log_ims", FALSE);
+	purple_prefs_set_bool("/purple/logging/log_chats", FALSE);
+	purple_prefs_set_bool("/purple/logging/log_system", FALSE);
+	purple_plugins_probe(G_MODULE_SUFFIX);
+
+	if (client_connect_signals() < 0) {
+		fprintf(stderr, "e2e-client: the XMPP protocol plugin is missing\n");
+		ret = 1;
+		goto out;
+	}
+	client_setup_account(&opts);
+	/* Before connecting, so plugins see the whole sign-on. */
+	for (i = 0; opts.plugins != NULL && opts.plugins[i] != NULL; i++)
+		client_set_plugin(opts.plugins[i], TRUE);
+
+	in = g_io_channel_unix_new(STDIN_FILENO);
+	g_io_channel_set_encoding(in, NULL, NULL);
+	g_io_channel_set_flags(in, G_IO_FLAG_NONBLOCK, NULL);
+	client_stdin_watch = g_io_add_watch(in, G_IO_IN | G_IO_HUP | G_IO_ERR, client_stdin_cb, NULL);
+	g_io_channel_unref(in);
+	g_unix_signal_add(SIGTERM, client_unix_signal_cb, NULL);
+	g_unix_signal_add(SIGINT, client_unix_signal_cb, NULL);
+
+	event_emit(event_begin("ready"));
+
+	purple_account_set_enabled(client_account, CLIENT_UI_ID, TRUE);
+	status = purple_savedstatus_new(NULL, PURPLE_STATUS_AVAILABLE);
+	purple_savedstatus_activate(status);
+
+	g_main_loop_run(client_loop);
+	client_debug_write("info", "e2e", "---- e2e-client exiting ----");
+
+out:
+	if (client_events != NULL)
+		event_emit(event_begin("exit"));
+	if (client_events != NULL)
+		fclose(client_events);
+	if (client_debug_log != NULL)
+		fclose(client_debug_log);
+	if (client_loop != NULL)
+		g_main_loop_unref(client_loop);
+	if (client_ui_info != NULL)
+		g_hash_table_destroy(client_ui_info);
+	g_free(opts.user_dir);
+	g_free(opts.jid);
+	g_free(opts.password);
+	g_free(opts.plugin_dir);
+	g_strfreev(opts.plugins);
+	return ret;
+}
