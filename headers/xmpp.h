@@ -51,6 +51,12 @@ PurplePlugin *xmpp_jabber_plugin(void);
 void xmpp_send(PurpleConnection *gc, xmlnode *stanza);
 bool xmpp_sending_own(void);
 
+/* Stop a stanza that is being sent ("jabber-sending-xmlnode"): libpurple's
+ * sender cannot be told to drop one (a NULL stanza reaches its serialiser),
+ * so the node is emptied in place and turned into a ping to our own server,
+ * whose answer is swallowed. Nothing of the original leaves. */
+void xmpp_neutralize(PurpleConnection *gc, xmlnode *stanza);
+
 /* Send an IQ (consumed) to `to` (NULL: our own account, as for PEP) and call
  * cb with the reply. A reply is accepted only from the JID it was sent to.
  * Returns false (cb not called, iq freed) when gc is not connected. */

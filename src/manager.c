@@ -813,7 +813,7 @@ void manager_sending(PurpleConnection *gc, xmlnode **packet)
 			message_make_omemo(msg, enc);
 		} else {
 			m->send_result = ret;
-			*packet = NULL; /* stopped: the caller frees the stanza */
+			xmpp_neutralize(gc, msg);
 		}
 		return;
 	}
@@ -832,7 +832,7 @@ void manager_sending(PurpleConnection *gc, xmlnode **packet)
 			notice_not_sent(m, c->jid,
 			                _("a message not typed here would have left unencrypted."),
 			                plain ? plain : "");
-			*packet = NULL;
+			xmpp_neutralize(gc, msg);
 		}
 		g_free(plain);
 	}
@@ -897,6 +897,12 @@ static bool receive_encrypted(manager_t *m, const char *jid, xmlnode *msg, xmlno
 	ret = wire_parse_encrypted(enc, &parsed);
 	if (ret == 0)
 		ret = engine_decrypt(m->engine, jid, &parsed, &d);
+	if (ret == OMEMO_ERR_NOT_FOR_US && !parsed.payload) {
+		/* A key-transport message for another of our devices (sent to
+		 * the bare JID, so every resource gets it): nothing to show. */
+		omemo_message_clear(&parsed);
+		return true;
+	}
 	if (ret == OMEMO_ERR_DUPLICATE) {
 		/* Offline storage and a copy: already shown once. */
 		purple_debug_info(LOG, "duplicate message from %s dropped\n", jid);
@@ -1067,7 +1073,10 @@ static bool receive_carbon(manager_t *m, xmlnode *stanza, xmlnode *wrapper, bool
 				                     time(NULL));
 				g_free(esc);
 			}
-		} else if (ret < 0 && ret != OMEMO_ERR_DUPLICATE) {
+		} else if (ret < 0 && ret != OMEMO_ERR_DUPLICATE &&
+		           !(ret == OMEMO_ERR_NOT_FOR_US && !parsed.payload)) {
+			/* (A key-transport copy for the contact alone is no
+			 * message of ours to show.) */
 			char *notice = g_strdup_printf(_("A message sent from another of your devices "
 			                                 "could not be decrypted: %s"),
 			                               omemo_strerror(ret));

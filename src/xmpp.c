@@ -205,6 +205,43 @@ bool xmpp_handle_reply(PurpleConnection *gc, xmlnode *stanza)
 	return true;
 }
 
+static void neutralized_reply_cb(PurpleConnection *gc, xmpp_iq_status status, xmlnode *iq,
+                                 void *data)
+{
+}
+
+void xmpp_neutralize(PurpleConnection *gc, xmlnode *stanza)
+{
+	xmlnode *child, *next, *ping;
+	uint8_t rnd[4] = { 0 };
+	pending_iq *q;
+
+	if (!stanza)
+		return;
+	for (child = stanza->child; child; child = next) {
+		next = child->next;
+		xmlnode_free(child); /* elements, text and attributes alike */
+	}
+	g_free(stanza->name);
+	stanza->name = g_strdup("iq");
+	ping = xmlnode_new_child(stanza, "ping");
+	xmlnode_set_namespace(ping, "urn:xmpp:ping");
+	xmlnode_set_attrib(stanza, "type", "get");
+	if (payload_random(rnd, sizeof(rnd)) < 0)
+		memset(rnd, 0, sizeof(rnd));
+	q = g_new0(pending_iq, 1);
+	q->id = g_strdup_printf("omemo-stopped-%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
+	xmlnode_set_attrib(stanza, "id", q->id);
+	if (!pending || !gc) {
+		pending_free(q);
+		return;
+	}
+	q->gc = gc;
+	q->cb = neutralized_reply_cb;
+	q->timer = purple_timeout_add_seconds(XMPP_IQ_TIMEOUT_SECONDS, iq_timeout_cb, q);
+	g_hash_table_insert(pending, q->id, q);
+}
+
 /* ---- pubsub ---- */
 
 static xmlnode *iq_new(const char *type)

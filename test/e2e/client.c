@@ -874,6 +874,44 @@ static void client_receiving_xmlnode_cb(PurpleConnection *gc, xmlnode **packet, 
 	g_free(xml);
 }
 
+/* Substrings set with `drop-in`: an incoming stanza whose text contains one
+ * is consumed here, before any plugin sees it, as if the server had never
+ * sent it (a test's way to make a request time out). */
+static GPtrArray *client_drop_patterns;
+
+static void client_dropping_xmlnode_cb(PurpleConnection *gc, xmlnode **packet, gpointer data)
+{
+	const char *hit = NULL;
+	GString *ev;
+	char *xml;
+	guint i;
+
+	if (packet == NULL || *packet == NULL || client_drop_patterns == NULL ||
+	    client_drop_patterns->len == 0)
+		return;
+	xml = xmlnode_to_str(*packet, NULL);
+	for (i = 0; xml != NULL && i < client_drop_patterns->len && hit == NULL; i++)
+		if (strstr(xml, g_ptr_array_index(client_drop_patterns, i)) != NULL)
+			hit = g_ptr_array_index(client_drop_patterns, i);
+	if (hit != NULL) {
+		ev = event_begin("dropped");
+		event_add_str(ev, "pattern", hit);
+		event_add_str(ev, "xml", xml);
+		event_emit(ev);
+		xmlnode_free(*packet);
+		*packet = NULL;
+	}
+	g_free(xml);
+}
+
+static void client_emit_drop_patterns(void)
+{
+	GString *ev = event_begin("drop-in");
+
+	event_add_strv(ev, "patterns", client_drop_patterns);
+	event_emit(ev);
+}
+
 static int client_connect_signals(void)
 {
 	PurplePlugin *jabber = purple_find_prpl(CLIENT_PRPL_ID);
@@ -901,6 +939,11 @@ static int client_connect_signals(void)
 	purple_signal_connect_priority(jabber, "jabber-receiving-xmlnode", &client_signal_handle,
 				       PURPLE_CALLBACK(client_receiving_xmlnode_cb), NULL,
 				       PURPLE_SIGNAL_PRIORITY_LOWEST);
+	/* Right after the logger (so a dropped stanza still shows as xml-in)
+	 * and before every plugin. */
+	purple_signal_connect_priority(jabber, "jabber-receiving-xmlnode", &client_signal_handle,
+				       PURPLE_CALLBACK(client_dropping_xmlnode_cb), NULL,
+				       PURPLE_SIGNAL_PRIORITY_LOWEST + 1);
 	return 0;
 }
 
@@ -1076,6 +1119,15 @@ static void client_run_command(char *line)
 		client_set_plugin(args, TRUE);
 	} else if (strcmp(name, "unload") == 0 && *args != '\0') {
 		client_set_plugin(args, FALSE);
+	} else if (strcmp(name, "drop-in") == 0 && *args != '\0') {
+		if (client_drop_patterns == NULL)
+			client_drop_patterns = g_ptr_array_new_with_free_func(g_free);
+		g_ptr_array_add(client_drop_patterns, client_decode_text(args));
+		client_emit_drop_patterns();
+	} else if (strcmp(name, "drop-in-clear") == 0) {
+		if (client_drop_patterns != NULL)
+			g_ptr_array_set_size(client_drop_patterns, 0);
+		client_emit_drop_patterns();
 	} else if (strcmp(name, "answer") == 0) {
 		client_cmd_answer(args);
 	} else if (strcmp(name, "echo") == 0) {
@@ -1327,6 +1379,8 @@ out:
 		g_main_loop_unref(client_loop);
 	if (client_ui_info != NULL)
 		g_hash_table_destroy(client_ui_info);
+	if (client_drop_patterns != NULL)
+		g_ptr_array_free(client_drop_patterns, TRUE);
 	g_free(opts.user_dir);
 	g_free(opts.jid);
 	g_free(opts.password);

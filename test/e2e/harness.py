@@ -429,6 +429,20 @@ class Client(Endpoint):
         self.write("unload " + plugin_id)
         return self.wait_for("plugin", id=plugin_id, since=since, timeout=timeout)
 
+    def drop_in(self, substring, timeout=DEFAULT_TIMEOUT):
+        """From now on, incoming stanzas whose text contains substring are
+        consumed before any plugin sees them (a "dropped" event each; they
+        still show as xml-in): for the test, the server never sent them."""
+        since = self.mark()
+        self.write("drop-in " + escape_line(substring))
+        return self.wait_for("drop-in", since=since, timeout=timeout)
+
+    def drop_in_clear(self, timeout=DEFAULT_TIMEOUT):
+        """Lets every incoming stanza through again."""
+        since = self.mark()
+        self.write("drop-in-clear")
+        return self.wait_for("drop-in", since=since, timeout=timeout)
+
     def answer(self, action=None):
         self.write("answer" if action is None else "answer %d" % action)
 
