@@ -123,6 +123,17 @@ int store_trust_set(store_t *store, const char *jid, uint32_t device_id, const u
 int store_trust_get(store_t *store, const char *jid, uint32_t device_id, const uint8_t *key,
                     size_t key_len, int *state);
 
+typedef struct {
+	uint32_t device;
+	uint8_t key[33]; /* OMEMO_PUBKEY_LEN */
+	int state;
+	int64_t updated;
+} store_trust_row;
+
+/* Every decision recorded for jid, by device then age; *rows g_free'd
+ * (NULL when n == 0). */
+int store_trust_list(store_t *store, const char *jid, store_trust_row **rows, size_t *n);
+
 /* --- per-conversation settings (conv is a bare JID or room JID) --- */
 int store_setting_set(store_t *store, const char *conv, const char *key, const char *value);
 int store_setting_get(store_t *store, const char *conv, const char *key, char **value); /* g_free; NOT_FOUND */

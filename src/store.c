@@ -16,6 +16,7 @@
 #include <sqlite3.h>
 
 #include "err.h"
+#include "omemo_types.h"
 #include "store.h"
 
 /* A writer elsewhere (a second client on the same profile, a backup tool)
@@ -1303,6 +1304,49 @@ int store_trust_get(store_t *store, const char *jid, uint32_t device_id, const u
 		return ret;
 	*state = (int)sqlite3_column_int64(stmt, 0);
 	store_stmt_done(stmt);
+	return 0;
+}
+
+int store_trust_list(store_t *store, const char *jid, store_trust_row **rows, size_t *n)
+{
+	sqlite3_stmt *stmt = NULL;
+	GArray *arr;
+	int ret;
+
+	if (!store)
+		return OMEMO_ERR_INVALID_ARG;
+	store->last_error = 0;
+	if (!jid || !rows || !n)
+		return store_fail(store, OMEMO_ERR_INVALID_ARG);
+	*rows = NULL;
+	*n = 0;
+	ret = store_stmt(store,
+	                 "SELECT device, identity_key, state, updated FROM trust WHERE jid = ?"
+	                 " ORDER BY device, updated",
+	                 VALS(V_TEXT(jid)), &stmt);
+	if (ret < 0)
+		return ret;
+	arr = g_array_new(FALSE, TRUE, sizeof(store_trust_row));
+	while ((ret = store_step(store, stmt)) == 1) {
+		store_trust_row row = { 0 };
+		int len = sqlite3_column_bytes(stmt, 1);
+
+		row.device = (uint32_t)sqlite3_column_int64(stmt, 0);
+		/* Identity keys are 33 bytes; anything else cannot be ours. */
+		if (len == OMEMO_PUBKEY_LEN)
+			memcpy(row.key, sqlite3_column_blob(stmt, 1), OMEMO_PUBKEY_LEN);
+		else
+			continue;
+		row.state = (int)sqlite3_column_int64(stmt, 2);
+		row.updated = sqlite3_column_int64(stmt, 3);
+		g_array_append_val(arr, row);
+	}
+	if (ret < 0) {
+		g_array_free(arr, TRUE);
+		return ret;
+	}
+	*n = arr->len;
+	*rows = (store_trust_row *)g_array_free(arr, *n == 0);
 	return 0;
 }
 
