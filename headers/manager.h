@@ -19,6 +19,8 @@ typedef struct manager manager_t;
 
 #define MANAGER_PREF_ROOT "/plugins/core/purple-omemo"
 #define MANAGER_PREF_CARBONS MANAGER_PREF_ROOT "/carbons"
+/* Account setting: ask about every new device instead of BTBV. */
+#define MANAGER_ACCOUNT_TRUST_MANUAL "omemo-trust-manual"
 
 /* Register the plugin's preferences with their defaults. */
 void manager_prefs_init(void);
@@ -56,6 +58,10 @@ int manager_set_mode(manager_t *m, const char *jid, manager_mode mode);
 /* Whether the next message to jid would be encrypted, and a sentence
  * saying why (g_free). */
 bool manager_describe(manager_t *m, const char *jid, char **why);
+
+/* Publish our device list without device id (a stale device of ours).
+ * OMEMO_ERR_NOT_FOUND when it is not in the list. */
+int manager_remove_own_device(manager_t *m, uint32_t id);
 
 /* Write a notice into the IM conversation with jid (created if needed). */
 void manager_notice(PurpleAccount *account, const char *jid, const char *text);

@@ -1,6 +1,7 @@
 /*
- * /omemo in XMPP conversations: on, off, status, help. Every subcommand
- * answers in the conversation; wrong usage gets the usage line.
+ * /omemo in XMPP conversations, over api.c: on, off, status, fp, devices,
+ * trust, verify, distrust, remove, help. Every subcommand answers in the
+ * conversation; wrong usage gets the usage line.
  */
 #include <string.h>
 
@@ -9,6 +10,7 @@
 #include <cmds.h>
 #include <conversation.h>
 
+#include "api.h"
 #include "cmd.h"
 #include "err.h"
 #include "i18n.h"
@@ -25,22 +27,45 @@ static void say(PurpleConversation *conv, const char *text)
 
 static const char *usage(void)
 {
-	return _("Usage: /omemo on | off | status | help");
+	return _("Usage: /omemo on | off | status | fp | devices | trust ID | verify FINGERPRINT | "
+	         "distrust ID | remove ID | help");
+}
+
+/* A device id as typed: decimal, 1..2^31-1. */
+static bool parse_id(const char *s, uint32_t *id)
+{
+	guint64 v;
+	char *end = NULL;
+
+	if (!s || !g_ascii_isdigit(*s))
+		return false;
+	v = g_ascii_strtoull(s, &end, 10);
+	if (*end != '\0' || v < 1 || v > 0x7fffffffu)
+		return false;
+	*id = (uint32_t)v;
+	return true;
 }
 
 static PurpleCmdRet omemo_cmd_cb(PurpleConversation *conv, const gchar *cmd, gchar **args,
                                  gchar **error, void *data)
 {
 	manager_t *m = manager_find(purple_conversation_get_account(conv));
-	char *word = args && args[0] ? g_strstrip(g_strdup(args[0])) : g_strdup("");
+	char *line = args && args[0] ? g_strstrip(g_strdup(args[0])) : g_strdup("");
+	char **words = g_strsplit_set(line, " \t", 2);
+	const char *word = words[0] ? words[0] : "";
+	const char *rest = words[0] && words[1] ? g_strstrip(words[1]) : "";
 	char *jid = xmpp_bare_jid(purple_conversation_get_name(conv));
 	char *text = NULL;
+	uint32_t id;
 	int ret;
 
 	if (strcmp(word, "help") == 0 || *word == '\0') {
 		say(conv, usage());
-		say(conv, _("on: encrypt this conversation with OMEMO. off: send without "
-		            "encryption. status: what the next message is encrypted for."));
+		say(conv, _("on/off: encrypt this conversation or not. status: what the next message "
+		            "is encrypted for. fp: this device's fingerprint. devices: the contact's "
+		            "devices and their trust. trust/distrust ID: decide about a device. verify "
+		            "FINGERPRINT: mark the device with that fingerprint as verified (compare it "
+		            "with the contact first). remove ID: remove a stale device of your own."));
 		goto out;
 	}
 	if (!m || !jid) {
@@ -48,11 +73,16 @@ static PurpleCmdRet omemo_cmd_cb(PurpleConversation *conv, const gchar *cmd, gch
 		            "OMEMO store could not be opened)."));
 		goto out;
 	}
+	if (strcmp(word, "fp") == 0 && !*rest) {
+		text = api_own_fingerprint(m);
+		say(conv, text);
+		goto out;
+	}
 	if (purple_conversation_get_type(conv) != PURPLE_CONV_TYPE_IM) {
 		say(conv, _("OMEMO in group chats is not supported yet."));
 		goto out;
 	}
-	if (strcmp(word, "on") == 0 || strcmp(word, "off") == 0) {
+	if ((strcmp(word, "on") == 0 || strcmp(word, "off") == 0) && !*rest) {
 		bool on = strcmp(word, "on") == 0;
 
 		ret = manager_set_mode(m, jid, on ? MANAGER_MODE_ON : MANAGER_MODE_OFF);
@@ -64,8 +94,22 @@ static PurpleCmdRet omemo_cmd_cb(PurpleConversation *conv, const gchar *cmd, gch
 			             : _("OMEMO encryption is now OFF for this conversation: messages "
 			                 "will be sent unencrypted."));
 		}
-	} else if (strcmp(word, "status") == 0) {
+	} else if (strcmp(word, "status") == 0 && !*rest) {
 		manager_describe(m, jid, &text);
+		say(conv, text);
+	} else if (strcmp(word, "devices") == 0 && !*rest) {
+		text = api_devices(m, jid);
+		say(conv, text);
+	} else if ((strcmp(word, "trust") == 0 || strcmp(word, "distrust") == 0) &&
+	           parse_id(rest, &id)) {
+		api_set_trust(m, jid, id, strcmp(word, "trust") == 0 ? TRUST_BLIND : TRUST_DISTRUSTED,
+		              &text);
+		say(conv, text);
+	} else if (strcmp(word, "verify") == 0 && *rest) {
+		api_verify(m, jid, rest, &text);
+		say(conv, text);
+	} else if (strcmp(word, "remove") == 0 && parse_id(rest, &id)) {
+		api_remove_own_device(m, id, &text);
 		say(conv, text);
 	} else {
 		say(conv, usage());
@@ -73,7 +117,8 @@ static PurpleCmdRet omemo_cmd_cb(PurpleConversation *conv, const gchar *cmd, gch
 out:
 	g_free(text);
 	g_free(jid);
-	g_free(word);
+	g_strfreev(words);
+	g_free(line);
 	return PURPLE_CMD_RET_OK;
 }
 
@@ -84,7 +129,8 @@ void cmd_register(PurplePlugin *plugin)
 	                                        PURPLE_CMD_FLAG_PRPL_ONLY |
 	                                        PURPLE_CMD_FLAG_ALLOW_WRONG_ARGS,
 	                                "prpl-jabber", omemo_cmd_cb,
-	                                _("omemo &lt;on|off|status|help&gt;: OMEMO encryption"),
+	                                _("omemo &lt;on|off|status|fp|devices|trust|verify|distrust|"
+	                                  "remove|help&gt;: OMEMO encryption"),
 	                                NULL);
 }
 

@@ -29,6 +29,7 @@
 #include "i18n.h"
 #include "manager.h"
 #include "store.h"
+#include "trust.h"
 #include "wire.h"
 #include "xmpp.h"
 
@@ -52,6 +53,7 @@ typedef struct {
 	int fetching;        /* requests in flight for this contact */
 	GQueue outbox;       /* char* texts typed, in order */
 	GHashTable *skipped; /* device id -> reason (char*) for this round */
+	GString *untrusted;  /* devices left out for trust, for the notice */
 	bool told_plain;     /* "not encrypted" said once */
 } contact;
 
@@ -79,6 +81,7 @@ static void contact_free(gpointer p)
 	g_free(c->jid);
 	g_queue_clear_full(&c->outbox, g_free);
 	g_hash_table_destroy(c->skipped);
+	g_string_free(c->untrusted, TRUE);
 	g_free(c);
 }
 
@@ -91,6 +94,7 @@ static contact *contact_get(manager_t *m, const char *jid)
 		c->jid = g_strdup(jid);
 		g_queue_init(&c->outbox);
 		c->skipped = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
+		c->untrusted = g_string_new(NULL);
 		g_hash_table_insert(m->contacts, c->jid, c);
 	}
 	return c;
@@ -362,6 +366,41 @@ static void own_list_publish(manager_t *m, const omemo_devicelist *current)
 	omemo_devicelist_clear(&list);
 }
 
+int manager_remove_own_device(manager_t *m, uint32_t id)
+{
+	store_device *devs = NULL;
+	size_t n = 0;
+	omemo_devicelist list = { 0 };
+	bool found = false;
+	xmlnode *node;
+	int ret;
+
+	ret = store_devices_get(engine_store(m->engine), OMEMO_NS_LEGACY, m->own_jid, true, &devs, &n);
+	if (ret < 0)
+		return ret;
+	list.ids = g_new(uint32_t, n + 1);
+	for (size_t i = 0; i < n; i++) {
+		if (devs[i].id == id)
+			found = true;
+		else
+			list.ids[list.n_ids++] = devs[i].id;
+	}
+	g_free(devs);
+	if (!found) {
+		omemo_devicelist_clear(&list);
+		return OMEMO_ERR_NOT_FOUND;
+	}
+	if (!ids_contain(list.ids, list.n_ids, engine_device_id(m->engine)))
+		list.ids[list.n_ids++] = engine_device_id(m->engine);
+	ret = store_devices_update(engine_store(m->engine), OMEMO_NS_LEGACY, m->own_jid, list.ids,
+	                           list.n_ids, time(NULL));
+	node = wire_build_devicelist(&list);
+	if (node)
+		publish(m, OMEMO_NODE_DEVICELIST, node);
+	omemo_devicelist_clear(&list);
+	return ret;
+}
+
 static void bundle_publish(manager_t *m)
 {
 	omemo_bundle bundle;
@@ -579,32 +618,91 @@ static void message_make_omemo(xmlnode *msg, xmlnode *encrypted)
 /* Encrypt plaintext for the contact and our own other devices. 0 and *out,
  * or an error (OMEMO_ERR_NO_RECIPIENTS when no device of the contact could
  * be reached). */
+static trust_mode account_trust_mode(manager_t *m)
+{
+	return purple_account_get_bool(m->account, MANAGER_ACCOUNT_TRUST_MANUAL, FALSE)
+	               ? TRUST_MODE_MANUAL
+	               : TRUST_MODE_BTBV;
+}
+
+/* The trust state of a device with this identity key, deciding a new key
+ * by the account's rule; a new key that needs the user's decision is
+ * announced in the conversation with notice_jid. */
+static trust_state device_trust(manager_t *m, const char *jid, uint32_t id,
+                                const uint8_t ik[OMEMO_PUBKEY_LEN], const char *notice_jid)
+{
+	trust_result r;
+	int ret = trust_evaluate(engine_store(m->engine), account_trust_mode(m), jid, id, ik,
+	                         time(NULL), &r);
+
+	if (ret < 0) {
+		purple_debug_error(LOG, "trust of %s/%u: %s\n", jid, id, omemo_strerror(ret));
+		return TRUST_UNDECIDED;
+	}
+	if (r.is_new && r.state == TRUST_UNDECIDED) {
+		char *fp = engine_fingerprint_format(ik, OMEMO_PUBKEY_LEN);
+		char *msg = g_strdup_printf(
+			r.key_changed
+				? _("Device %u of %s now uses a DIFFERENT key (fingerprint %s). Nothing "
+				    "is encrypted for it until you decide: \"/omemo verify FINGERPRINT\" "
+				    "after comparing it, \"/omemo trust %u\" or \"/omemo distrust %u\".")
+				: _("New device %u of %s (fingerprint %s) awaits your decision: "
+				    "\"/omemo verify FINGERPRINT\" after comparing it, \"/omemo trust %u\" "
+				    "or \"/omemo distrust %u\"."),
+			id, jid, fp ? fp : "?", id, id);
+
+		manager_notice(m->account, notice_jid, msg);
+		g_free(msg);
+		g_free(fp);
+	}
+	return r.state;
+}
+
+/* Add the devices of jid that have a session and are trusted; the others
+ * are named in c->untrusted. Returns how many were added. */
+static size_t add_trusted(manager_t *m, contact *c, const char *jid, omemo_address *rcpts,
+                          size_t n)
+{
+	GArray *ids = active_devices(m, jid);
+	size_t added = 0;
+
+	for (guint i = 0; i < ids->len; i++) {
+		uint32_t id = g_array_index(ids, uint32_t, i);
+		uint8_t ik[OMEMO_PUBKEY_LEN];
+		trust_state st;
+
+		if (!engine_has_session(m->engine, jid, id) ||
+		    engine_remote_identity(m->engine, jid, id, ik) < 0)
+			continue;
+		st = device_trust(m, jid, id, ik, c->jid);
+		if (!trust_is_trusted(st)) {
+			g_string_append_printf(c->untrusted, _(" Device %u of %s is %s."), id, jid,
+			                       trust_state_name(st));
+			continue;
+		}
+		rcpts[n + added].jid = jid;
+		rcpts[n + added].device_id = id;
+		added++;
+	}
+	g_array_free(ids, TRUE);
+	return added;
+}
+
+/* Encrypt plaintext for the contact's and our own other trusted devices.
+ * 0 and *out, or an error (OMEMO_ERR_NO_RECIPIENTS when no device of the
+ * contact could be reached). */
 static int encrypt_for(manager_t *m, contact *c, const char *plaintext, xmlnode **out)
 {
 	GArray *theirs = active_devices(m, c->jid);
 	GArray *ours = active_devices(m, m->own_jid);
 	omemo_address *rcpts = g_new0(omemo_address, theirs->len + ours->len + 1);
-	size_t n = 0, n_theirs;
+	size_t n, n_theirs;
 	omemo_message msg = { 0 };
 	int ret;
 
-	for (guint i = 0; i < theirs->len; i++) {
-		uint32_t id = g_array_index(theirs, uint32_t, i);
-
-		if (engine_has_session(m->engine, c->jid, id)) {
-			rcpts[n].jid = c->jid;
-			rcpts[n++].device_id = id;
-		}
-	}
-	n_theirs = n;
-	for (guint i = 0; i < ours->len; i++) {
-		uint32_t id = g_array_index(ours, uint32_t, i);
-
-		if (engine_has_session(m->engine, m->own_jid, id)) {
-			rcpts[n].jid = m->own_jid;
-			rcpts[n++].device_id = id;
-		}
-	}
+	g_string_truncate(c->untrusted, 0);
+	n_theirs = add_trusted(m, c, c->jid, rcpts, 0);
+	n = n_theirs + add_trusted(m, c, m->own_jid, rcpts, n_theirs);
 	if (n_theirs == 0) {
 		ret = OMEMO_ERR_NO_RECIPIENTS;
 		goto out;
@@ -659,10 +757,18 @@ static void send_one(manager_t *m, contact *c, const char *text, bool plain)
 	m->sending_to = NULL;
 	m->send_plain_ok = false;
 	if (sent <= 0 || m->send_result < 0) {
-		char *why = m->send_result < 0
-		                    ? g_strdup_printf(_("encryption failed (%s)."),
-		                                      omemo_strerror(m->send_result))
-		                    : g_strdup(_("the connection refused it."));
+		char *why;
+
+		if (m->send_result == OMEMO_ERR_NO_RECIPIENTS && c->untrusted->len)
+			why = g_strdup_printf(_("no device of %s is trusted.%s Decide with \"/omemo "
+			                        "devices\", then \"/omemo trust ID\" or \"/omemo verify "
+			                        "FINGERPRINT\"."),
+			                      c->jid, c->untrusted->str);
+		else if (m->send_result < 0)
+			why = g_strdup_printf(_("encryption failed (%s)."),
+			                      omemo_strerror(m->send_result));
+		else
+			why = g_strdup(_("the connection refused it."));
 
 		notice_not_sent(m, c->jid, why, text);
 		g_free(why);
@@ -891,6 +997,7 @@ static bool receive_encrypted(manager_t *m, const char *jid, xmlnode *msg, xmlno
 {
 	omemo_message parsed = { 0 };
 	engine_decrypted d = { 0 };
+	uint32_t parsed_sid;
 	int ret;
 	char *notice;
 
@@ -923,6 +1030,7 @@ static bool receive_encrypted(manager_t *m, const char *jid, xmlnode *msg, xmlno
 		omemo_message_clear(&parsed);
 		return true;
 	}
+	parsed_sid = parsed.sid;
 	if (d.prekey) {
 		/* Answer at once so the sender stops sending prekey messages,
 		 * and offer a fresh prekey in place of the used one. */
@@ -935,8 +1043,21 @@ static bool receive_encrypted(manager_t *m, const char *jid, xmlnode *msg, xmlno
 		return true;
 	}
 	/* The protocol plugin reads <body> as plain text and escapes it
-	 * itself, as for any message. */
-	replace_body(msg, (const char *)d.plaintext);
+	 * itself, as for any message. A device we do not trust gets its
+	 * messages marked, so the user knows whom they may be from. */
+	{
+		trust_state st = device_trust(m, jid, parsed_sid, d.sender_ik, jid);
+
+		if (trust_is_trusted(st)) {
+			replace_body(msg, (const char *)d.plaintext);
+		} else {
+			char *marked = g_strdup_printf(_("[from device %u, %s] %s"), parsed_sid,
+			                               trust_state_name(st), (const char *)d.plaintext);
+
+			replace_body(msg, marked);
+			g_free(marked);
+		}
+	}
 	engine_decrypted_clear(&d);
 	return false;
 }
