@@ -30,6 +30,7 @@
 #include "manager.h"
 #include "store.h"
 #include "trust.h"
+#include "ui.h"
 #include "wire.h"
 #include "xmpp.h"
 
@@ -654,6 +655,7 @@ static trust_state device_trust(manager_t *m, const char *jid, uint32_t id,
 		manager_notice(m->account, notice_jid, msg);
 		g_free(msg);
 		g_free(fp);
+		ui_ask_new_device(m->account, jid, id, ik, r.key_changed);
 	}
 	return r.state;
 }

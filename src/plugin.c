@@ -21,6 +21,7 @@
 #include "i18n.h"
 #include "manager.h"
 #include "payload.h"
+#include "ui.h"
 #include "xmpp.h"
 
 #define PLUGIN_ID "core-purple-omemo"
@@ -106,6 +107,7 @@ static gboolean plugin_load_cb(PurplePlugin *plugin)
 	purple_signal_connect(purple_connections_get_handle(), "signing-off", plugin,
 			      PURPLE_CALLBACK(signing_off_cb), NULL);
 	cmd_register(plugin);
+	ui_init(plugin);
 
 	/* Accounts online before we were loaded. */
 	for (GList *l = purple_connections_get_all(); l; l = l->next) {
@@ -123,6 +125,7 @@ static gboolean plugin_unload_cb(PurplePlugin *plugin)
 	/* Signals and requests tied to the plugin handle go with it; the
 	 * command, the managers and their requests and timers are ours. */
 	cmd_unregister();
+	ui_shutdown();
 	manager_shutdown();
 	xmpp_shutdown();
 	payload_crypto_shutdown();
