@@ -19,6 +19,13 @@ typedef struct manager manager_t;
 
 #define MANAGER_PREF_ROOT "/plugins/core/purple-omemo"
 #define MANAGER_PREF_CARBONS MANAGER_PREF_ROOT "/carbons"
+/* Ask about every new device (manual) instead of BTBV, for accounts that
+ * did not choose themselves. */
+#define MANAGER_PREF_TRUST_MANUAL MANAGER_PREF_ROOT "/trust_manual"
+/* OMEMO on by itself for contacts who publish devices. */
+#define MANAGER_PREF_DEFAULT_ON MANAGER_PREF_ROOT "/default_on"
+/* Verbose OMEMO lines in the debug log. */
+#define MANAGER_PREF_DEBUG MANAGER_PREF_ROOT "/debug"
 /* Account setting: ask about every new device instead of BTBV. */
 #define MANAGER_ACCOUNT_TRUST_MANUAL "omemo-trust-manual"
 

@@ -619,11 +619,13 @@ static void message_make_omemo(xmlnode *msg, xmlnode *encrypted)
 /* Encrypt plaintext for the contact and our own other devices. 0 and *out,
  * or an error (OMEMO_ERR_NO_RECIPIENTS when no device of the contact could
  * be reached). */
+/* The account's own choice when it has one, else the plugin's preference. */
 static trust_mode account_trust_mode(manager_t *m)
 {
-	return purple_account_get_bool(m->account, MANAGER_ACCOUNT_TRUST_MANUAL, FALSE)
-	               ? TRUST_MODE_MANUAL
-	               : TRUST_MODE_BTBV;
+	bool manual = purple_prefs_get_bool(MANAGER_PREF_TRUST_MANUAL);
+
+	manual = purple_account_get_bool(m->account, MANAGER_ACCOUNT_TRUST_MANUAL, manual);
+	return manual ? TRUST_MODE_MANUAL : TRUST_MODE_BTBV;
 }
 
 /* The trust state of a device with this identity key, deciding a new key
@@ -730,7 +732,7 @@ static bool should_encrypt(manager_t *m, contact *c)
 
 	if (mode == MANAGER_MODE_ON)
 		return true;
-	if (mode == MANAGER_MODE_OFF)
+	if (mode == MANAGER_MODE_OFF || !purple_prefs_get_bool(MANAGER_PREF_DEFAULT_ON))
 		return false;
 	/* Automatic, as Conversations: on once the contact has published
 	 * devices (now or in an earlier session). */
@@ -1290,6 +1292,9 @@ void manager_prefs_init(void)
 {
 	purple_prefs_add_none(MANAGER_PREF_ROOT);
 	purple_prefs_add_bool(MANAGER_PREF_CARBONS, TRUE);
+	purple_prefs_add_bool(MANAGER_PREF_TRUST_MANUAL, FALSE);
+	purple_prefs_add_bool(MANAGER_PREF_DEFAULT_ON, TRUE);
+	purple_prefs_add_bool(MANAGER_PREF_DEBUG, FALSE);
 }
 
 static char *store_path_for(PurpleAccount *account, const char *own)
