@@ -93,6 +93,9 @@ int store_signed_prekey_remove(store_t *store, uint32_t id);
 /* false on errors too: store_last_error() tells them apart. */
 bool store_session_exists(store_t *store, const char *ns, const char *jid, uint32_t device_id);
 int store_session_delete(store_t *store, const char *ns, const char *jid, uint32_t device_id);
+/* Devices of jid we hold a session with, ascending; *ids g_malloc'd. */
+int store_session_devices(store_t *store, const char *ns, const char *jid, uint32_t **ids,
+                          size_t *n);
 
 /* --- remote identity keys as the Signal library saw them --- */
 int store_remote_identity_get(store_t *store, const char *ns, const char *jid,

@@ -525,19 +525,35 @@ static bool bundle_fetch(manager_t *m, contact *waiter, const char *jid, uint32_
 
 /* ---- sending ---- */
 
-/* Active devices of jid, without our own device. */
+/* The devices of jid to encrypt for, without our own device: those in its
+ * published device list, and those that wrote to us with a session but
+ * never appeared in any list (a client whose server dropped its PEP
+ * publish, as lurch on Prosody). A device the list dropped stays out. */
 static GArray *active_devices(manager_t *m, const char *jid)
 {
+	store_t *st = engine_store(m->engine);
 	store_device *devs = NULL;
-	size_t n = 0;
+	size_t n = 0, n_sess = 0;
+	uint32_t *sess = NULL;
 	GArray *ids = g_array_new(FALSE, FALSE, sizeof(uint32_t));
 	bool own = strcmp(jid, m->own_jid) == 0;
 
-	if (store_devices_get(engine_store(m->engine), OMEMO_NS_LEGACY, jid, true, &devs, &n) == 0) {
+	if (store_devices_get(st, OMEMO_NS_LEGACY, jid, false, &devs, &n) == 0) {
 		for (size_t i = 0; i < n; i++)
-			if (!own || devs[i].id != engine_device_id(m->engine))
+			if (devs[i].active && (!own || devs[i].id != engine_device_id(m->engine)))
 				g_array_append_val(ids, devs[i].id);
 	}
+	if (store_session_devices(st, OMEMO_NS_LEGACY, jid, &sess, &n_sess) == 0) {
+		for (size_t i = 0; i < n_sess; i++) {
+			bool listed = false;
+
+			for (size_t j = 0; j < n && !listed; j++)
+				listed = devs[j].id == sess[i];
+			if (!listed && (!own || sess[i] != engine_device_id(m->engine)))
+				g_array_append_val(ids, sess[i]);
+		}
+	}
+	g_free(sess);
 	g_free(devs);
 	return ids;
 }
@@ -749,7 +765,39 @@ static bool should_encrypt(manager_t *m, contact *c)
 
 /* Send one queued text through the protocol plugin; manager_sending()
  * encrypts the stanza it builds (or stops it). */
-static void send_one(manager_t *m, contact *c, const char *text, bool plain)
+/* Why nothing could be encrypted for the contact, in words (g_free). */
+static char *no_recipients_reason(manager_t *m, contact *c)
+{
+	char *summary, *why;
+	GArray *ids;
+
+	if (c->untrusted->len)
+		return g_strdup_printf(_("no device of %s is trusted.%s Decide with \"/omemo "
+		                         "devices\", then \"/omemo trust ID\" or \"/omemo verify "
+		                         "FINGERPRINT\"."),
+		                       c->jid, c->untrusted->str);
+	summary = skipped_summary(c);
+	if (*summary) {
+		why = g_strdup_printf(_("none of the devices of %s could be reached.%s"), c->jid,
+		                      summary);
+		g_free(summary);
+		return why;
+	}
+	g_free(summary);
+	ids = active_devices(m, c->jid);
+	why = ids->len == 0 ? g_strdup_printf(_("%s has no OMEMO device, and OMEMO is on for this "
+	                                        "conversation (\"/omemo off\" sends without "
+	                                        "encryption)."),
+	                                      c->jid)
+	                    : g_strdup_printf(_("no session could be set up with any device of %s."),
+	                                      c->jid);
+	g_array_free(ids, TRUE);
+	return why;
+}
+
+/* Send one queued text through the protocol plugin; manager_sending()
+ * encrypts the stanza it builds (or stops it). True when it went out. */
+static bool send_one(manager_t *m, contact *c, const char *text, bool plain)
 {
 	PurpleConversation *conv;
 	int sent;
@@ -763,26 +811,22 @@ static void send_one(manager_t *m, contact *c, const char *text, bool plain)
 	if (sent <= 0 || m->send_result < 0) {
 		char *why;
 
-		if (m->send_result == OMEMO_ERR_NO_RECIPIENTS && c->untrusted->len)
-			why = g_strdup_printf(_("no device of %s is trusted.%s Decide with \"/omemo "
-			                        "devices\", then \"/omemo trust ID\" or \"/omemo verify "
-			                        "FINGERPRINT\"."),
-			                      c->jid, c->untrusted->str);
+		if (m->send_result == OMEMO_ERR_NO_RECIPIENTS)
+			why = no_recipients_reason(m, c);
 		else if (m->send_result < 0)
-			why = g_strdup_printf(_("encryption failed (%s)."),
-			                      omemo_strerror(m->send_result));
+			why = g_strdup_printf(_("encryption failed: %s"), omemo_strerror(m->send_result));
 		else
 			why = g_strdup(_("the connection refused it."));
-
 		notice_not_sent(m, c->jid, why, text);
 		g_free(why);
-		return;
+		return false;
 	}
 	conv = purple_find_conversation_with_account(PURPLE_CONV_TYPE_IM, c->jid, m->account);
 	if (!conv)
 		conv = purple_conversation_new(PURPLE_CONV_TYPE_IM, m->account, c->jid);
 	if (conv)
 		purple_conv_im_write(PURPLE_CONV_IM(conv), NULL, text, PURPLE_MESSAGE_SEND, time(NULL));
+	return true;
 }
 
 static void fail_outbox(manager_t *m, contact *c, const char *why)
@@ -798,6 +842,7 @@ static void fail_outbox(manager_t *m, contact *c, const char *why)
 /* Move the contact's queue forward as far as what we know allows. */
 static void contact_pump(manager_t *m, contact *c)
 {
+	bool any_sent = false;
 	char *text;
 
 	if (!m->gc || c->fetching > 0 || g_queue_is_empty(&c->outbox))
@@ -832,11 +877,12 @@ static void contact_pump(manager_t *m, contact *c)
 		return;
 	/* Everything that could be fetched is in: send in the order typed. */
 	while ((text = g_queue_pop_head(&c->outbox))) {
-		send_one(m, c, text, false);
+		any_sent |= send_one(m, c, text, false);
 		g_free(text);
 	}
-	/* Next message: try the skipped devices again. */
-	{
+	/* Say which devices were left out of what did go; next message, try
+	 * them again. */
+	if (any_sent) {
 		char *summary = skipped_summary(c);
 
 		if (*summary) {

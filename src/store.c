@@ -1134,6 +1134,19 @@ static int store_session_find(store_t *store, const char *ns, const char *jid, s
 	return store_session_lookup(store, ns, jid, jid_len, device, &e);
 }
 
+int store_session_devices(store_t *store, const char *ns, const char *jid, uint32_t **ids,
+                          size_t *n)
+{
+	if (!store)
+		return OMEMO_ERR_INVALID_ARG;
+	store->last_error = 0;
+	if (!ns || !jid || !ids || !n)
+		return store_fail(store, OMEMO_ERR_INVALID_ARG);
+	return store_query_ids(store,
+	                       "SELECT device FROM sessions WHERE ns = ? AND jid = ? ORDER BY device",
+	                       VALS(V_TEXT(ns), V_TEXT(jid)), ids, n);
+}
+
 bool store_session_exists(store_t *store, const char *ns, const char *jid, uint32_t device_id)
 {
 	if (!store)
