@@ -1,7 +1,9 @@
 /*
  * /omemo in XMPP conversations, over api.c: on, off, status, fp, devices,
- * trust, verify, distrust, remove, help. Every subcommand answers in the
- * conversation; wrong usage gets the usage line.
+ * trust, verify, distrust, remove, server, help. Every subcommand answers in
+ * the conversation; wrong usage gets the usage line. In Bonjour
+ * (link-local) conversations /omemo exists too, to explain why OMEMO needs
+ * a server.
  */
 #include <string.h>
 
@@ -18,6 +20,7 @@
 #include "xmpp.h"
 
 static PurpleCmdId omemo_cmd;
+static PurpleCmdId serverless_cmd;
 
 static void say(PurpleConversation *conv, const char *text)
 {
@@ -28,7 +31,7 @@ static void say(PurpleConversation *conv, const char *text)
 static const char *usage(void)
 {
 	return _("Usage: /omemo on | off | status | fp | devices | trust ID | verify FINGERPRINT | "
-	         "distrust ID | remove ID | help");
+	         "distrust ID | remove ID | server | help");
 }
 
 /* A device id as typed: decimal, 1..2^31-1. */
@@ -44,6 +47,53 @@ static bool parse_id(const char *s, uint32_t *id)
 		return false;
 	*id = (uint32_t)v;
 	return true;
+}
+
+/* Where the answer of "/omemo server" goes when it arrives: the
+ * conversation is looked up again then, it may have been closed. */
+typedef struct {
+	char *conv_name;
+	PurpleConversationType type;
+} server_reply;
+
+static void server_report_cb(PurpleAccount *account, const char *report, void *data)
+{
+	server_reply *r = data;
+	PurpleConversation *conv;
+
+	/* NULL: cancelled (offline, unloading); nobody is waiting for it. */
+	if (report) {
+		char *esc = g_markup_escape_text(report, -1);
+
+		conv = purple_find_conversation_with_account(r->type, r->conv_name, account);
+		if (conv)
+			say(conv, esc);
+		else if (r->type == PURPLE_CONV_TYPE_IM)
+			manager_notice(account, r->conv_name, esc);
+		g_free(esc);
+	}
+	g_free(r->conv_name);
+	g_free(r);
+}
+
+static void server_check_start(PurpleConversation *conv, manager_t *m)
+{
+	server_reply *r = g_new0(server_reply, 1);
+	int ret;
+
+	r->conv_name = g_strdup(purple_conversation_get_name(conv));
+	r->type = purple_conversation_get_type(conv);
+	ret = api_server_check(m, server_report_cb, r);
+	if (ret < 0) {
+		char *text = g_strdup_printf(_("Could not ask the server: %s"), omemo_strerror(ret));
+
+		say(conv, text);
+		g_free(text);
+		g_free(r->conv_name);
+		g_free(r);
+		return;
+	}
+	say(conv, _("Asking the server what it offers OMEMO..."));
 }
 
 static PurpleCmdRet omemo_cmd_cb(PurpleConversation *conv, const gchar *cmd, gchar **args,
@@ -65,7 +115,8 @@ static PurpleCmdRet omemo_cmd_cb(PurpleConversation *conv, const gchar *cmd, gch
 		            "is encrypted for. fp: this device's fingerprint. devices: the contact's "
 		            "devices and their trust. trust/distrust ID: decide about a device. verify "
 		            "FINGERPRINT: mark the device with that fingerprint as verified (compare it "
-		            "with the contact first). remove ID: remove a stale device of your own."));
+		            "with the contact first). remove ID: remove a stale device of your own. "
+		            "server: what your server offers OMEMO (PEP, carbons, archive)."));
 		goto out;
 	}
 	if (!m || !jid) {
@@ -76,6 +127,10 @@ static PurpleCmdRet omemo_cmd_cb(PurpleConversation *conv, const gchar *cmd, gch
 	if (strcmp(word, "fp") == 0 && !*rest) {
 		text = api_own_fingerprint(m);
 		say(conv, text);
+		goto out;
+	}
+	if (strcmp(word, "server") == 0 && !*rest) {
+		server_check_start(conv, m);
 		goto out;
 	}
 	if (purple_conversation_get_type(conv) != PURPLE_CONV_TYPE_IM) {
@@ -122,6 +177,14 @@ out:
 	return PURPLE_CMD_RET_OK;
 }
 
+/* Bonjour: whatever was asked, the answer is why OMEMO needs a server. */
+static PurpleCmdRet serverless_cmd_cb(PurpleConversation *conv, const gchar *cmd, gchar **args,
+                                      gchar **error, void *data)
+{
+	say(conv, api_serverless_explanation());
+	return PURPLE_CMD_RET_OK;
+}
+
 void cmd_register(PurplePlugin *plugin)
 {
 	omemo_cmd = purple_cmd_register("omemo", "s", PURPLE_CMD_P_PLUGIN,
@@ -130,8 +193,15 @@ void cmd_register(PurplePlugin *plugin)
 	                                        PURPLE_CMD_FLAG_ALLOW_WRONG_ARGS,
 	                                "prpl-jabber", omemo_cmd_cb,
 	                                _("omemo &lt;on|off|status|fp|devices|trust|verify|distrust|"
-	                                  "remove|help&gt;: OMEMO encryption"),
+	                                  "remove|server|help&gt;: OMEMO encryption"),
 	                                NULL);
+	serverless_cmd = purple_cmd_register("omemo", "s", PURPLE_CMD_P_PLUGIN,
+	                                     PURPLE_CMD_FLAG_IM | PURPLE_CMD_FLAG_CHAT |
+	                                             PURPLE_CMD_FLAG_PRPL_ONLY |
+	                                             PURPLE_CMD_FLAG_ALLOW_WRONG_ARGS,
+	                                     "prpl-bonjour", serverless_cmd_cb,
+	                                     _("omemo: why OMEMO does not work without a server"),
+	                                     NULL);
 }
 
 void cmd_unregister(void)
@@ -139,5 +209,9 @@ void cmd_unregister(void)
 	if (omemo_cmd) {
 		purple_cmd_unregister(omemo_cmd);
 		omemo_cmd = 0;
+	}
+	if (serverless_cmd) {
+		purple_cmd_unregister(serverless_cmd);
+		serverless_cmd = 0;
 	}
 }

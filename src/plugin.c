@@ -8,6 +8,7 @@
 
 #include <glib.h>
 
+#include <blist.h>
 #include <connection.h>
 #include <conversation.h>
 #include <debug.h>
@@ -53,6 +54,11 @@ static void sending_im_cb(PurpleAccount *account, const char *receiver, char **m
 			  gpointer data)
 {
 	manager_sending_im(account, receiver, message);
+}
+
+static void blist_menu_cb(PurpleBlistNode *node, GList **menu, gpointer data)
+{
+	ui_blist_menu(node, menu);
 }
 
 static void signed_on_cb(PurpleConnection *gc, gpointer data)
@@ -106,8 +112,12 @@ static gboolean plugin_load_cb(PurplePlugin *plugin)
 			      PURPLE_CALLBACK(signed_on_cb), NULL);
 	purple_signal_connect(purple_connections_get_handle(), "signing-off", plugin,
 			      PURPLE_CALLBACK(signing_off_cb), NULL);
-	cmd_register(plugin);
+	/* Buddy menus in Pidgin and Finch alike (conversation-extended-menu
+	 * would be Pidgin only). */
+	purple_signal_connect(purple_blist_get_handle(), "blist-node-extended-menu", plugin,
+			      PURPLE_CALLBACK(blist_menu_cb), NULL);
 	ui_init(plugin);
+	cmd_register(plugin);
 
 	/* Accounts online before we were loaded. */
 	for (GList *l = purple_connections_get_all(); l; l = l->next) {
@@ -133,6 +143,14 @@ static gboolean plugin_unload_cb(PurplePlugin *plugin)
 	return TRUE;
 }
 
+/* One frame for every UI: Pidgin and Finch both build their preference
+ * pages from it. */
+static PurplePluginUiInfo plugin_prefs_info = {
+	.get_plugin_pref_frame = ui_pref_frame,
+	.page_num = 0,
+	.frame = NULL,
+};
+
 static PurplePluginInfo plugin_info = {
 	.magic = PURPLE_PLUGIN_MAGIC,
 	.major_version = PURPLE_MAJOR_VERSION,
@@ -153,6 +171,10 @@ static PurplePluginInfo plugin_info = {
 	.load = plugin_load_cb,
 	.unload = plugin_unload_cb,
 	.destroy = NULL,
+	.ui_info = NULL,
+	.extra_info = NULL,
+	.prefs_info = &plugin_prefs_info,
+	.actions = ui_plugin_actions,
 };
 
 static void plugin_init(PurplePlugin *plugin)

@@ -1,20 +1,96 @@
 /*
- * The prompts and dialogs of the plugin, on purple_request_*: they look
- * native in Pidgin and in Finch alike. Decisions go through api.c.
+ * What the user sees besides the /omemo command: the new-device prompt, the
+ * plugin actions (own fingerprint, own devices, server check), the buddy
+ * menu (OMEMO on/off, fingerprints and trust) and the preferences page.
+ * Only libpurple's request, notify, plugin action and blist menu APIs, so
+ * Pidgin and Finch look native alike; every decision goes through api.c.
  */
 #include <string.h>
+#include <time.h>
 
 #include <glib.h>
 
+#include <connection.h>
+#include <notify.h>
 #include <request.h>
 
 #include "api.h"
+#include "err.h"
 #include "i18n.h"
 #include "ui.h"
 #include "xmpp.h"
 
 static PurplePlugin *ui_plugin;
-static GList *open_prompts; /* new_device_ctx of prompts still shown */
+/* Context of every request still shown -> the function that frees it.
+ * libpurple runs no callback for a request it closes itself (unload), so
+ * whatever is still here then is freed by ui_shutdown(). */
+static GHashTable *open_requests;
+
+/* The order of the choices in the trust dialog. */
+static const trust_state trust_choices[] = {
+	TRUST_UNDECIDED,
+	TRUST_BLIND,
+	TRUST_VERIFIED,
+	TRUST_DISTRUSTED,
+};
+
+void ui_init(PurplePlugin *plugin)
+{
+	ui_plugin = plugin;
+	if (!open_requests)
+		open_requests = g_hash_table_new(g_direct_hash, g_direct_equal);
+}
+
+static void request_track(void *ctx, GDestroyNotify free_fn)
+{
+	g_hash_table_insert(open_requests, ctx, free_fn);
+}
+
+/* The request of ctx is over (answered or cancelled): free ctx. */
+static void request_done(void *ctx)
+{
+	GDestroyNotify free_fn;
+
+	if (!open_requests)
+		return;
+	free_fn = g_hash_table_lookup(open_requests, ctx);
+	if (!free_fn)
+		return;
+	g_hash_table_remove(open_requests, ctx);
+	free_fn(ctx);
+}
+
+void ui_shutdown(void)
+{
+	GHashTableIter it;
+	gpointer ctx, free_fn;
+
+	if (ui_plugin)
+		purple_request_close_with_handle(ui_plugin);
+	if (open_requests) {
+		g_hash_table_iter_init(&it, open_requests);
+		while (g_hash_table_iter_next(&it, &ctx, &free_fn)) {
+			g_hash_table_iter_steal(&it);
+			((GDestroyNotify)free_fn)(ctx);
+		}
+		g_hash_table_destroy(open_requests);
+		open_requests = NULL;
+	}
+	ui_plugin = NULL;
+}
+
+char *ui_text_to_html(const char *text)
+{
+	char *esc = g_markup_escape_text(text ? text : "", -1);
+	char **lines = g_strsplit(esc, "\n", -1);
+	char *html = g_strjoinv("<br>", lines);
+
+	g_strfreev(lines);
+	g_free(esc);
+	return html;
+}
+
+/* ---- new device prompt ---- */
 
 typedef struct {
 	PurpleAccount *account;
@@ -22,9 +98,12 @@ typedef struct {
 	uint32_t id;
 } new_device_ctx;
 
-void ui_init(PurplePlugin *plugin)
+static void new_device_free(void *p)
 {
-	ui_plugin = plugin;
+	new_device_ctx *c = p;
+
+	g_free(c->jid);
+	g_free(c);
 }
 
 static void new_device_apply(new_device_ctx *c, trust_state state)
@@ -39,45 +118,27 @@ static void new_device_apply(new_device_ctx *c, trust_state state)
 	g_free(msg);
 }
 
-static void new_device_free(new_device_ctx *c)
-{
-	open_prompts = g_list_remove(open_prompts, c);
-	g_free(c->jid);
-	g_free(c);
-}
-
-void ui_shutdown(void)
-{
-	/* Closing a request runs none of its callbacks: free what they
-	 * would have freed. */
-	if (ui_plugin)
-		purple_request_close_with_handle(ui_plugin);
-	while (open_prompts)
-		new_device_free(open_prompts->data);
-	ui_plugin = NULL;
-}
-
 static void verified_cb(void *data, int action)
 {
 	new_device_apply(data, TRUST_VERIFIED);
-	new_device_free(data);
+	request_done(data);
 }
 
 static void trusted_cb(void *data, int action)
 {
 	new_device_apply(data, TRUST_BLIND);
-	new_device_free(data);
+	request_done(data);
 }
 
 static void distrusted_cb(void *data, int action)
 {
 	new_device_apply(data, TRUST_DISTRUSTED);
-	new_device_free(data);
+	request_done(data);
 }
 
 static void later_cb(void *data, int action)
 {
-	new_device_free(data);
+	request_done(data);
 }
 
 void ui_ask_new_device(PurpleAccount *account, const char *jid, uint32_t id,
@@ -92,7 +153,7 @@ void ui_ask_new_device(PurpleAccount *account, const char *jid, uint32_t id,
 	c->account = account;
 	c->jid = g_strdup(jid);
 	c->id = id;
-	open_prompts = g_list_prepend(open_prompts, c);
+	request_track(c, new_device_free);
 	fp = engine_fingerprint_format(ik, OMEMO_PUBKEY_LEN);
 	primary = key_changed ? g_strdup_printf(_("Device %u of %s has a new key"), id, jid)
 	                      : g_strdup_printf(_("%s has a new device (%u)"), jid, id);
@@ -107,4 +168,525 @@ void ui_ask_new_device(PurpleAccount *account, const char *jid, uint32_t id,
 	g_free(fp);
 	g_free(primary);
 	g_free(secondary);
+}
+
+/* ---- helpers ---- */
+
+/* Managers of the connected accounts, in connection order. */
+static GList *online_managers(void)
+{
+	GList *out = NULL;
+
+	for (GList *l = purple_connections_get_all(); l; l = l->next) {
+		PurpleConnection *gc = l->data;
+		manager_t *m;
+
+		if (purple_connection_get_state(gc) != PURPLE_CONNECTED)
+			continue;
+		m = manager_find(purple_connection_get_account(gc));
+		if (m)
+			out = g_list_append(out, m);
+	}
+	return out;
+}
+
+static PurpleAccount *manager_account(manager_t *m)
+{
+	for (GList *l = purple_connections_get_all(); l; l = l->next) {
+		PurpleAccount *account = purple_connection_get_account(l->data);
+
+		if (manager_find(account) == m)
+			return account;
+	}
+	return NULL;
+}
+
+static char *date_text(int64_t when)
+{
+	time_t t = (time_t)when;
+	struct tm tm;
+
+	if (when <= 0 || !localtime_r(&t, &tm))
+		return g_strdup(_("unknown"));
+	return g_strdup(purple_date_format_long(&tm));
+}
+
+static void notify_lines(const char *title, const char *primary, const char *text)
+{
+	char *html = ui_text_to_html(text);
+
+	purple_notify_formatted(ui_plugin, title, primary, NULL, html, NULL, NULL);
+	g_free(html);
+}
+
+/* ---- plugin action: Show my fingerprint ---- */
+
+static void show_fingerprint_cb(PurplePluginAction *action)
+{
+	GList *ms = online_managers();
+	GString *html = g_string_new(NULL);
+
+	for (GList *l = ms; l; l = l->next) {
+		engine_t *e = manager_engine(l->data);
+		char *fp = engine_fingerprint_format(engine_identity_key(e), OMEMO_PUBKEY_LEN);
+		char *uri = api_own_uri(l->data);
+		/* TRANSLATORS: markup; keep the tags. %s: account, %u: device
+		 * id, %s: fingerprint, %s: xmpp: link. */
+		char *line = g_markup_printf_escaped(_("<b>%s</b><br>This device: %u<br>Fingerprint: "
+		                                       "<tt>%s</tt><br>For a QR code: %s"),
+		                                     engine_own_jid(e), engine_device_id(e),
+		                                     fp ? fp : "?", uri);
+
+		if (html->len)
+			g_string_append(html, "<br><br>");
+		g_string_append(html, line);
+		g_free(line);
+		g_free(uri);
+		g_free(fp);
+	}
+	if (!ms)
+		purple_notify_info(ui_plugin, _("My OMEMO fingerprint"),
+		                   _("No XMPP account with OMEMO is online."), NULL);
+	else
+		purple_notify_formatted(ui_plugin, _("My OMEMO fingerprint"),
+		                        _("Your OMEMO fingerprints"),
+		                        _("Your contacts compare these with what their devices show "
+		                          "for you, or scan the xmpp: link as a QR code."),
+		                        html->str, NULL, NULL);
+	g_string_free(html, TRUE);
+	g_list_free(ms);
+}
+
+/* ---- plugin action: Manage my devices ---- */
+
+typedef struct {
+	PurpleAccount *account;
+	uint32_t *ids; /* other devices offered for removal */
+	size_t n;
+} own_devices_ctx;
+
+static void own_devices_free(void *p)
+{
+	own_devices_ctx *c = p;
+
+	g_free(c->ids);
+	g_free(c);
+}
+
+static void own_devices_ok_cb(void *data, PurpleRequestFields *fields)
+{
+	own_devices_ctx *c = data;
+	manager_t *m = manager_find(c->account);
+	GString *out = g_string_new(NULL);
+
+	for (size_t i = 0; m && i < c->n; i++) {
+		char id[32], *msg = NULL;
+
+		g_snprintf(id, sizeof(id), "remove-%u", c->ids[i]);
+		if (!purple_request_fields_get_bool(fields, id))
+			continue;
+		api_remove_own_device(m, c->ids[i], &msg);
+		g_string_append_printf(out, "%s%s", out->len ? "\n" : "", msg);
+		g_free(msg);
+	}
+	if (!m)
+		notify_lines(_("My OMEMO devices"), NULL,
+		             _("The account went offline: nothing was changed."));
+	else if (out->len)
+		notify_lines(_("My OMEMO devices"), purple_account_get_username(c->account),
+		             out->str);
+	g_string_free(out, TRUE);
+	request_done(c);
+}
+
+static void own_devices_cancel_cb(void *data, PurpleRequestFields *fields)
+{
+	request_done(data);
+}
+
+static void own_devices_open(manager_t *m, PurpleAccount *account)
+{
+	const char *own = engine_own_jid(manager_engine(m));
+	PurpleRequestFields *fields;
+	own_devices_ctx *c;
+	api_device *devs = NULL;
+	size_t n = 0;
+	char *primary;
+	int ret;
+
+	ret = api_device_list(m, own, &devs, &n);
+	if (ret < 0) {
+		char *msg = g_strdup_printf(_("Your devices could not be read: %s"),
+		                            omemo_strerror(ret));
+
+		purple_notify_error(ui_plugin, _("My OMEMO devices"), own, msg);
+		g_free(msg);
+		return;
+	}
+	fields = purple_request_fields_new();
+	c = g_new0(own_devices_ctx, 1);
+	c->account = account;
+	c->ids = g_new0(uint32_t, n ? n : 1);
+	for (size_t i = 0; i < n; i++) {
+		api_device *d = &devs[i];
+		PurpleRequestFieldGroup *g;
+		char id[32], *title, *text, *fp, *when;
+
+		/* Only what the published list names can be removed from it. */
+		if (!d->in_list && !d->this_device)
+			continue;
+		title = d->this_device ? g_strdup_printf(_("Device %u (this device)"), d->id)
+		                       : g_strdup_printf(_("Device %u"), d->id);
+		g = purple_request_field_group_new(title);
+		purple_request_fields_add_group(fields, g);
+		g_free(title);
+
+		fp = d->has_key ? engine_fingerprint_format(d->ik, OMEMO_PUBKEY_LEN) : NULL;
+		text = fp ? g_strdup_printf(_("Fingerprint: %s"), fp)
+		          : g_strdup(_("Fingerprint: not known yet (it is learnt when a message "
+		                       "goes between this device and that one)"));
+		g_snprintf(id, sizeof(id), "fp-%u", d->id);
+		purple_request_field_group_add_field(g, purple_request_field_label_new(id, text));
+		g_free(text);
+		g_free(fp);
+		if (d->this_device)
+			continue;
+
+		when = date_text(d->last_seen);
+		text = g_strdup_printf(_("Last seen in your device list: %s"), when);
+		g_snprintf(id, sizeof(id), "seen-%u", d->id);
+		purple_request_field_group_add_field(g, purple_request_field_label_new(id, text));
+		g_free(text);
+		g_free(when);
+
+		text = g_strdup_printf(_("Remove device %u from the published list"), d->id);
+		g_snprintf(id, sizeof(id), "remove-%u", d->id);
+		purple_request_field_group_add_field(g, purple_request_field_bool_new(id, text, FALSE));
+		g_free(text);
+		c->ids[c->n++] = d->id;
+	}
+	g_free(devs);
+
+	primary = g_strdup_printf(_("OMEMO devices of %s"), own);
+	request_track(c, own_devices_free);
+	purple_request_fields(ui_plugin, _("My OMEMO devices"), primary,
+	                      c->n ? _("Remove the devices you no longer use: your contacts then "
+	                               "stop encrypting for them. A device that is still in use "
+	                               "adds itself again when it comes online.")
+	                           : _("This is your only OMEMO device."),
+	                      fields, _("_Apply"), G_CALLBACK(own_devices_ok_cb), _("_Cancel"),
+	                      G_CALLBACK(own_devices_cancel_cb), account, NULL, NULL, c);
+	g_free(primary);
+}
+
+static void manage_devices_cb(PurplePluginAction *action)
+{
+	GList *ms = online_managers();
+
+	if (!ms)
+		purple_notify_info(ui_plugin, _("My OMEMO devices"),
+		                   _("No XMPP account with OMEMO is online."), NULL);
+	for (GList *l = ms; l; l = l->next) {
+		PurpleAccount *account = manager_account(l->data);
+
+		if (account)
+			own_devices_open(l->data, account);
+	}
+	g_list_free(ms);
+}
+
+/* ---- plugin action: Check the server ---- */
+
+static void server_report_cb(PurpleAccount *account, const char *report, void *data)
+{
+	/* NULL: cancelled, the account or the plugin is going away. */
+	if (!report || !ui_plugin)
+		return;
+	notify_lines(_("OMEMO server check"), purple_account_get_username(account), report);
+}
+
+static void check_server_cb(PurplePluginAction *action)
+{
+	bool any = false;
+
+	for (GList *l = purple_connections_get_all(); l; l = l->next) {
+		PurpleConnection *gc = l->data;
+		PurpleAccount *account = purple_connection_get_account(gc);
+		manager_t *m = manager_find(account);
+
+		if (purple_connection_get_state(gc) != PURPLE_CONNECTED)
+			continue;
+		if (api_account_is_serverless(account)) {
+			notify_lines(_("OMEMO server check"), purple_account_get_username(account),
+			             api_serverless_explanation());
+			any = true;
+		} else if (m && api_server_check(m, server_report_cb, NULL) == 0) {
+			any = true;
+		}
+	}
+	if (!any)
+		purple_notify_info(ui_plugin, _("OMEMO server check"),
+		                   _("No XMPP account with OMEMO is online."), NULL);
+}
+
+GList *ui_plugin_actions(PurplePlugin *plugin, gpointer context)
+{
+	GList *l = NULL;
+
+	l = g_list_append(l, purple_plugin_action_new(_("Show my fingerprint"), show_fingerprint_cb));
+	l = g_list_append(l, purple_plugin_action_new(_("Manage my devices"), manage_devices_cb));
+	l = g_list_append(l, purple_plugin_action_new(_("Check the server"), check_server_cb));
+	return l;
+}
+
+/* ---- buddy menu ---- */
+
+/* The manager and bare JID behind a buddy menu entry; NULL when OMEMO is
+ * not available for it. */
+static manager_t *buddy_target(PurpleBlistNode *node, PurpleAccount **account, char **jid)
+{
+	PurpleBuddy *buddy;
+	manager_t *m;
+
+	*jid = NULL;
+	if (!node || !PURPLE_BLIST_NODE_IS_BUDDY(node))
+		return NULL;
+	buddy = (PurpleBuddy *)node;
+	*account = purple_buddy_get_account(buddy);
+	if (g_strcmp0(purple_account_get_protocol_id(*account), "prpl-jabber") != 0)
+		return NULL;
+	m = manager_find(*account);
+	if (!m)
+		return NULL;
+	*jid = xmpp_bare_jid(purple_buddy_get_name(buddy));
+	return *jid ? m : NULL;
+}
+
+static void set_mode_from_menu(PurpleBlistNode *node, bool on)
+{
+	PurpleAccount *account = NULL;
+	char *jid = NULL, *msg;
+	manager_t *m = buddy_target(node, &account, &jid);
+	int ret;
+
+	if (!m)
+		goto out;
+	ret = manager_set_mode(m, jid, on ? MANAGER_MODE_ON : MANAGER_MODE_OFF);
+	if (ret < 0) {
+		msg = g_strdup_printf(_("Could not save the setting: %s"), omemo_strerror(ret));
+		manager_notice(account, jid, msg);
+		g_free(msg);
+	} else {
+		manager_notice(account, jid,
+		               on ? _("OMEMO encryption is now ON for this conversation.")
+		                  : _("OMEMO encryption is now OFF for this conversation: messages "
+		                      "will be sent unencrypted."));
+	}
+out:
+	g_free(jid);
+}
+
+static void enable_cb(PurpleBlistNode *node, gpointer data)
+{
+	set_mode_from_menu(node, true);
+}
+
+static void disable_cb(PurpleBlistNode *node, gpointer data)
+{
+	set_mode_from_menu(node, false);
+}
+
+typedef struct {
+	PurpleAccount *account;
+	char *jid;
+	api_device *devs; /* the devices offered a choice, as shown */
+	size_t n;
+} trust_dialog_ctx;
+
+static void trust_dialog_free(void *p)
+{
+	trust_dialog_ctx *c = p;
+
+	g_free(c->jid);
+	g_free(c->devs);
+	g_free(c);
+}
+
+static void trust_dialog_ok_cb(void *data, PurpleRequestFields *fields)
+{
+	trust_dialog_ctx *c = data;
+	manager_t *m = manager_find(c->account);
+
+	for (size_t i = 0; m && i < c->n; i++) {
+		api_device *d = &c->devs[i];
+		char id[32], *msg = NULL;
+		int v;
+
+		g_snprintf(id, sizeof(id), "device-%u", d->id);
+		v = purple_request_fields_get_choice(fields, id);
+		if (v < 0 || (size_t)v >= G_N_ELEMENTS(trust_choices) || trust_choices[v] == d->trust)
+			continue;
+		api_set_trust_for_key(m, c->jid, d->id, d->ik, trust_choices[v], &msg);
+		manager_notice(c->account, c->jid, msg);
+		g_free(msg);
+	}
+	if (!m)
+		notify_lines(_("Fingerprints and trust"), c->jid,
+		             _("The account went offline: nothing was changed."));
+	request_done(c);
+}
+
+static void trust_dialog_cancel_cb(void *data, PurpleRequestFields *fields)
+{
+	request_done(data);
+}
+
+static int trust_choice_index(trust_state s)
+{
+	for (size_t i = 0; i < G_N_ELEMENTS(trust_choices); i++)
+		if (trust_choices[i] == s)
+			return (int)i;
+	return 0;
+}
+
+static void trust_dialog_open(manager_t *m, PurpleAccount *account, const char *jid)
+{
+	PurpleRequestFieldGroup *current, *former = NULL;
+	PurpleRequestFields *fields;
+	trust_dialog_ctx *c;
+	api_device *devs = NULL;
+	size_t n = 0, shown = 0;
+	char *primary;
+	int ret;
+
+	ret = api_device_list(m, jid, &devs, &n);
+	if (ret < 0) {
+		char *msg = g_strdup_printf(_("The devices of %s could not be read: %s"), jid,
+		                            omemo_strerror(ret));
+
+		purple_notify_error(ui_plugin, _("Fingerprints and trust"), jid, msg);
+		g_free(msg);
+		return;
+	}
+	fields = purple_request_fields_new();
+	current = purple_request_field_group_new(NULL);
+	purple_request_fields_add_group(fields, current);
+	c = g_new0(trust_dialog_ctx, 1);
+	c->account = account;
+	c->jid = g_strdup(jid);
+	c->devs = g_new0(api_device, n ? n : 1);
+	for (size_t i = 0; i < n; i++) {
+		api_device *d = &devs[i];
+		PurpleRequestFieldGroup *g = current;
+		PurpleRequestField *f;
+		char id[32], *label, *fp;
+
+		if (d->this_device || (!d->listed && !d->has_key))
+			continue;
+		if (!d->listed) {
+			/* Still worth a decision: its messages are marked by it. */
+			if (!former) {
+				former = purple_request_field_group_new(
+					_("No longer in the device list"));
+				purple_request_fields_add_group(fields, former);
+			}
+			g = former;
+		}
+		g_snprintf(id, sizeof(id), "device-%u", d->id);
+		if (!d->has_key) {
+			label = g_strdup_printf(_("Device %u: no session yet"), d->id);
+			purple_request_field_group_add_field(g, purple_request_field_label_new(id, label));
+			g_free(label);
+			shown++;
+			continue;
+		}
+		fp = engine_fingerprint_format(d->ik, OMEMO_PUBKEY_LEN);
+		/* TRANSLATORS: %u: device id, %s: its fingerprint. */
+		label = g_strdup_printf(_("Device %u: %s"), d->id, fp ? fp : "?");
+		f = purple_request_field_choice_new(id, label, trust_choice_index(d->trust));
+		for (size_t k = 0; k < G_N_ELEMENTS(trust_choices); k++)
+			purple_request_field_choice_add(f, trust_state_name(trust_choices[k]));
+		purple_request_field_group_add_field(g, f);
+		g_free(label);
+		g_free(fp);
+		c->devs[c->n++] = *d;
+		shown++;
+	}
+	g_free(devs);
+	if (shown == 0) {
+		char *text = g_strdup_printf(_("No OMEMO devices known for %s."), jid);
+
+		purple_request_field_group_add_field(current,
+		                                     purple_request_field_label_new("none", text));
+		g_free(text);
+	}
+	primary = g_strdup_printf(_("OMEMO devices of %s"), jid);
+	request_track(c, trust_dialog_free);
+	purple_request_fields(ui_plugin, _("Fingerprints and trust"), primary,
+	                      _("Compare each fingerprint with the one the contact's device shows "
+	                        "(in person or by a call) before you mark it verified. Devices "
+	                        "that are undecided or distrusted get no messages from you."),
+	                      fields, _("_Save"), G_CALLBACK(trust_dialog_ok_cb), _("_Cancel"),
+	                      G_CALLBACK(trust_dialog_cancel_cb), account, jid, NULL, c);
+	g_free(primary);
+}
+
+static void trust_menu_cb(PurpleBlistNode *node, gpointer data)
+{
+	PurpleAccount *account = NULL;
+	char *jid = NULL;
+	manager_t *m = buddy_target(node, &account, &jid);
+
+	if (m)
+		trust_dialog_open(m, account, jid);
+	g_free(jid);
+}
+
+void ui_blist_menu(PurpleBlistNode *node, GList **menu)
+{
+	PurpleAccount *account = NULL;
+	char *jid = NULL, *why = NULL;
+	manager_t *m = buddy_target(node, &account, &jid);
+	bool on;
+
+	if (!m || !ui_plugin)
+		goto out;
+	/* Offer the opposite of what the next message would get. */
+	on = manager_describe(m, jid, &why);
+	*menu = g_list_append(*menu, purple_menu_action_new(on ? _("Disable OMEMO")
+	                                                       : _("Enable OMEMO"),
+	                                                    on ? PURPLE_CALLBACK(disable_cb)
+	                                                       : PURPLE_CALLBACK(enable_cb),
+	                                                    NULL, NULL));
+	*menu = g_list_append(*menu, purple_menu_action_new(_("Fingerprints and trust"),
+	                                                    PURPLE_CALLBACK(trust_menu_cb), NULL,
+	                                                    NULL));
+out:
+	g_free(why);
+	g_free(jid);
+}
+
+/* ---- preferences ---- */
+
+PurplePluginPrefFrame *ui_pref_frame(PurplePlugin *plugin)
+{
+	PurplePluginPrefFrame *frame = purple_plugin_pref_frame_new();
+
+	purple_plugin_pref_frame_add(
+		frame, purple_plugin_pref_new_with_name_and_label(
+			       MANAGER_PREF_TRUST_MANUAL,
+			       _("Ask about every new device (no blind trust before verification)")));
+	purple_plugin_pref_frame_add(
+		frame, purple_plugin_pref_new_with_name_and_label(
+			       MANAGER_PREF_DEFAULT_ON,
+			       _("Turn OMEMO on by itself for contacts who use it")));
+	purple_plugin_pref_frame_add(
+		frame, purple_plugin_pref_new_with_name_and_label(
+			       MANAGER_PREF_CARBONS,
+			       _("Ask the server for copies of messages from my other devices "
+			         "(carbons)")));
+	purple_plugin_pref_frame_add(
+		frame, purple_plugin_pref_new_with_name_and_label(
+			       MANAGER_PREF_DEBUG, _("Log OMEMO details to the debug window")));
+	return frame;
 }

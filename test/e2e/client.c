@@ -41,6 +41,11 @@ struct client_request {
 	size_t action_count;
 	GCallback *action_cbs;
 	int default_action;
+	/* Fields requests (commands fields-set, fields-ok, fields-cancel):
+	 * the UI owns the fields and destroys them when the request closes. */
+	PurpleRequestFields *fields;
+	GCallback ok_cb;
+	GCallback cancel_cb;
 };
 
 /* A subscription request we accept from an idle callback: answering inside
@@ -501,6 +506,81 @@ static void *client_request_action_cb(const char *title, const char *primary,
 	return req;
 }
 
+static const char *client_field_type_name(PurpleRequestFieldType type)
+{
+	switch (type) {
+	case PURPLE_REQUEST_FIELD_STRING:
+		return "string";
+	case PURPLE_REQUEST_FIELD_INTEGER:
+		return "integer";
+	case PURPLE_REQUEST_FIELD_BOOLEAN:
+		return "boolean";
+	case PURPLE_REQUEST_FIELD_CHOICE:
+		return "choice";
+	case PURPLE_REQUEST_FIELD_LIST:
+		return "list";
+	case PURPLE_REQUEST_FIELD_LABEL:
+		return "label";
+	case PURPLE_REQUEST_FIELD_IMAGE:
+		return "image";
+	case PURPLE_REQUEST_FIELD_ACCOUNT:
+		return "account";
+	default:
+		return "other";
+	}
+}
+
+/* Adds "field_info": one object per field, in dialog order, with its
+ * group title, id, label, type, current value and (choices) labels, so a
+ * test can read the dialog as a user would before filling it in. */
+static void client_fields_describe(GString *ev, PurpleRequestFields *fields)
+{
+	gboolean first = TRUE;
+	GList *group, *l, *c;
+
+	event_add_key(ev, "field_info");
+	g_string_append_c(ev, '[');
+	for (group = purple_request_fields_get_groups(fields); group; group = group->next) {
+		for (l = purple_request_field_group_get_fields(group->data); l; l = l->next) {
+			PurpleRequestField *field = l->data;
+			PurpleRequestFieldType type = purple_request_field_get_type(field);
+			GPtrArray *labels;
+
+			if (!first)
+				g_string_append_c(ev, ',');
+			first = FALSE;
+			g_string_append(ev, "{\"group\":");
+			json_append_string(ev, purple_request_field_group_get_title(group->data));
+			event_add_str(ev, "id", purple_request_field_get_id(field));
+			event_add_str(ev, "label", purple_request_field_get_label(field));
+			event_add_str(ev, "type", client_field_type_name(type));
+			switch (type) {
+			case PURPLE_REQUEST_FIELD_STRING:
+				event_add_str(ev, "value", purple_request_field_string_get_value(field));
+				break;
+			case PURPLE_REQUEST_FIELD_INTEGER:
+				event_add_int(ev, "value", purple_request_field_int_get_value(field));
+				break;
+			case PURPLE_REQUEST_FIELD_BOOLEAN:
+				event_add_bool(ev, "value", purple_request_field_bool_get_value(field));
+				break;
+			case PURPLE_REQUEST_FIELD_CHOICE:
+				event_add_int(ev, "value", purple_request_field_choice_get_value(field));
+				labels = g_ptr_array_new();
+				for (c = purple_request_field_choice_get_labels(field); c; c = c->next)
+					g_ptr_array_add(labels, c->data);
+				event_add_strv(ev, "choices", labels);
+				g_ptr_array_free(labels, TRUE);
+				break;
+			default:
+				break;
+			}
+			g_string_append_c(ev, '}');
+		}
+	}
+	g_string_append_c(ev, ']');
+}
+
 static void *client_request_fields_cb(const char *title, const char *primary,
 				      const char *secondary, PurpleRequestFields *fields,
 				      const char *ok_text, GCallback ok_cb,
@@ -518,6 +598,10 @@ static void *client_request_fields_cb(const char *title, const char *primary,
 		     field = field->next)
 			g_ptr_array_add(ids, (gpointer)purple_request_field_get_id(field->data));
 	event_add_strv(ev, "fields", ids);
+	req->fields = fields;
+	req->ok_cb = ok_cb;
+	req->cancel_cb = cancel_cb;
+	client_fields_describe(ev, fields);
 	event_emit(ev);
 	g_ptr_array_free(ids, TRUE);
 	return req;
@@ -554,6 +638,9 @@ static void client_request_close_cb(PurpleRequestType type, void *ui_handle)
 	ev = event_begin("request-closed");
 	event_add_int(ev, "id", req->id);
 	event_emit(ev);
+	/* As Pidgin and Finch do: the UI destroys the fields it was given. */
+	if (req->fields != NULL)
+		purple_request_fields_destroy(req->fields);
 	g_free(req->action_cbs);
 	g_free(req);
 }
@@ -1097,6 +1184,300 @@ static void client_cmd_answer(const char *args)
 	client_answer_request((int)index);
 }
 
+/* ---- plugin actions, buddy menus, fields dialogs, plugin prefs ---------- */
+
+/* Runs the plugin action (Tools menu in Pidgin, Finch's Plugins actions)
+ * whose label is `label`; reports every label offered. */
+static void client_cmd_action(char *args)
+{
+	char *label, *id = client_split_word(args, &label);
+	PurplePlugin *plugin = purple_plugins_find_with_id(id);
+	PurplePluginAction *found = NULL;
+	GPtrArray *labels;
+	GList *actions, *l;
+	GString *ev;
+
+	if (*id == '\0' || *label == '\0') {
+		event_emit_error("usage: action PLUGIN_ID LABEL");
+		return;
+	}
+	if (plugin == NULL || !purple_plugin_is_loaded(plugin) ||
+	    !PURPLE_PLUGIN_HAS_ACTIONS(plugin)) {
+		event_emit_error("action: no loaded plugin with actions has this id");
+		return;
+	}
+	actions = PURPLE_PLUGIN_ACTIONS(plugin, NULL);
+	labels = g_ptr_array_new();
+	for (l = actions; l; l = l->next) {
+		PurplePluginAction *a = l->data;
+
+		/* NULL entries are separators. */
+		if (a == NULL)
+			continue;
+		a->plugin = plugin;
+		a->context = NULL;
+		g_ptr_array_add(labels, a->label);
+		if (found == NULL && strcmp(a->label, label) == 0)
+			found = a;
+	}
+	ev = event_begin("actions");
+	event_add_str(ev, "plugin", id);
+	event_add_strv(ev, "labels", labels);
+	event_add_str(ev, "ran", found ? found->label : NULL);
+	event_emit(ev);
+	if (found == NULL)
+		event_emit_error("action: no action with this label");
+	else if (found->callback != NULL)
+		found->callback(found);
+	g_ptr_array_free(labels, TRUE);
+	for (l = actions; l; l = l->next)
+		if (l->data != NULL)
+			purple_plugin_action_free(l->data);
+	g_list_free(actions);
+}
+
+static void client_menu_collect(GList *menu, const char *prefix, GPtrArray *labels,
+				const char *want, PurpleMenuAction **found)
+{
+	GList *l;
+
+	for (l = menu; l; l = l->next) {
+		PurpleMenuAction *act = l->data;
+		char *full;
+
+		if (act == NULL)
+			continue;
+		full = prefix ? g_strdup_printf("%s/%s", prefix, act->label) : g_strdup(act->label);
+		g_ptr_array_add(labels, full);
+		if (*found == NULL && act->callback != NULL &&
+		    (strcmp(act->label, want) == 0 || strcmp(full, want) == 0))
+			*found = act;
+		client_menu_collect(act->children, full, labels, want, found);
+	}
+}
+
+static void client_menu_free(GList *menu)
+{
+	GList *l;
+
+	for (l = menu; l; l = l->next) {
+		PurpleMenuAction *act = l->data;
+
+		if (act == NULL)
+			continue;
+		client_menu_free(act->children);
+		act->children = NULL;
+		purple_menu_action_free(act);
+	}
+	g_list_free(menu);
+}
+
+/* Builds the buddy's extended menu as Pidgin and Finch do (the
+ * "blist-node-extended-menu" signal) and runs the item labelled `label`
+ * ("Sub/Item" reaches into a submenu); reports every label offered. */
+static void client_cmd_menu(char *args)
+{
+	char *label, *jid = client_split_word(args, &label);
+	PurpleMenuAction *found = NULL;
+	PurpleBlistNode *node;
+	PurpleBuddy *buddy;
+	GPtrArray *labels;
+	GList *menu;
+	GString *ev;
+
+	if (*jid == '\0' || *label == '\0') {
+		event_emit_error("usage: menu JID LABEL");
+		return;
+	}
+	buddy = purple_find_buddy(client_account, jid);
+	if (buddy == NULL) {
+		event_emit_error("menu: no such buddy in the buddy list");
+		return;
+	}
+	node = (PurpleBlistNode *)buddy;
+	menu = purple_blist_node_get_extended_menu(node);
+	labels = g_ptr_array_new_with_free_func(g_free);
+	client_menu_collect(menu, NULL, labels, label, &found);
+	ev = event_begin("menu");
+	event_add_str(ev, "who", jid);
+	event_add_strv(ev, "labels", labels);
+	event_add_str(ev, "ran", found ? label : NULL);
+	event_emit(ev);
+	if (found == NULL)
+		event_emit_error("menu: no item with this label");
+	else
+		((void (*)(PurpleBlistNode *, gpointer))found->callback)(node, found->data);
+	g_ptr_array_free(labels, TRUE);
+	client_menu_free(menu);
+}
+
+static struct client_request *client_newest_fields_request(void)
+{
+	GList *l;
+
+	for (l = g_list_last(client_requests); l; l = l->prev)
+		if (((struct client_request *)l->data)->type == PURPLE_REQUEST_FIELDS)
+			return l->data;
+	return NULL;
+}
+
+/* Sets field ID of the newest fields request: booleans take true/false
+ * (or 1/0), choices an index or a choice's label, integers a number,
+ * strings the rest of the line. */
+static void client_cmd_fields_set(char *args)
+{
+	char *value, *id = client_split_word(args, &value);
+	struct client_request *req = client_newest_fields_request();
+	PurpleRequestField *field;
+	gboolean ok = TRUE;
+	char *decoded, *end = NULL;
+	GString *ev;
+	GList *c;
+	long n;
+	int i;
+
+	if (*id == '\0') {
+		event_emit_error("usage: fields-set ID VALUE");
+		return;
+	}
+	if (req == NULL) {
+		event_emit_error("fields-set: no pending fields request");
+		return;
+	}
+	field = purple_request_fields_get_field(req->fields, id);
+	if (field == NULL) {
+		event_emit_error("fields-set: no field with this id");
+		return;
+	}
+	decoded = client_decode_text(value);
+	switch (purple_request_field_get_type(field)) {
+	case PURPLE_REQUEST_FIELD_BOOLEAN:
+		if (strcmp(decoded, "true") == 0 || strcmp(decoded, "1") == 0)
+			purple_request_field_bool_set_value(field, TRUE);
+		else if (strcmp(decoded, "false") == 0 || strcmp(decoded, "0") == 0)
+			purple_request_field_bool_set_value(field, FALSE);
+		else
+			ok = FALSE;
+		break;
+	case PURPLE_REQUEST_FIELD_CHOICE:
+		n = -1;
+		for (c = purple_request_field_choice_get_labels(field), i = 0; c; c = c->next, i++)
+			if (strcmp(c->data, decoded) == 0)
+				n = i;
+		if (n < 0 && *decoded != '\0') {
+			n = strtol(decoded, &end, 10);
+			if (*end != '\0' || n >= (long)g_list_length(
+						     purple_request_field_choice_get_labels(field)))
+				n = -1;
+		}
+		if (n < 0)
+			ok = FALSE;
+		else
+			purple_request_field_choice_set_value(field, (int)n);
+		break;
+	case PURPLE_REQUEST_FIELD_INTEGER:
+		n = strtol(decoded, &end, 10);
+		if (*decoded == '\0' || *end != '\0')
+			ok = FALSE;
+		else
+			purple_request_field_int_set_value(field, (int)n);
+		break;
+	case PURPLE_REQUEST_FIELD_STRING:
+		purple_request_field_string_set_value(field, decoded);
+		break;
+	default:
+		ok = FALSE;
+	}
+	if (ok) {
+		ev = event_begin("field-set");
+		event_add_int(ev, "request", req->id);
+		event_add_str(ev, "id", id);
+		event_add_str(ev, "value", decoded);
+		event_emit(ev);
+	} else {
+		event_emit_error("fields-set: this field cannot take that value");
+	}
+	g_free(decoded);
+}
+
+/* OK or Cancel on the newest fields request, as a user clicking it would;
+ * then the request closes (unless the callback closed it already). */
+static void client_cmd_fields_answer(gboolean ok)
+{
+	struct client_request *req = client_newest_fields_request();
+	PurpleRequestFieldsCb cb;
+	GString *ev;
+
+	if (req == NULL) {
+		event_emit_error("fields: no pending fields request");
+		return;
+	}
+	ev = event_begin("answered");
+	event_add_int(ev, "id", req->id);
+	event_add_str(ev, "button", ok ? "ok" : "cancel");
+	event_emit(ev);
+	cb = (PurpleRequestFieldsCb)(ok ? req->ok_cb : req->cancel_cb);
+	if (cb != NULL)
+		cb(req->user_data, req->fields);
+	if (g_list_find(client_requests, req) != NULL)
+		purple_request_close(PURPLE_REQUEST_FIELDS, req);
+}
+
+/* The plugin's preference page as a UI builds it: name, label and (for
+ * booleans, integers, strings) the current value of each entry. */
+static void client_cmd_prefs(const char *id)
+{
+	PurplePlugin *plugin = purple_plugins_find_with_id(id);
+	PurplePluginUiInfo *info;
+	PurplePluginPrefFrame *frame;
+	gboolean first = TRUE;
+	GString *ev;
+	GList *l;
+
+	if (plugin == NULL || !purple_plugin_is_loaded(plugin) || plugin->info == NULL ||
+	    plugin->info->prefs_info == NULL || plugin->info->prefs_info->get_plugin_pref_frame == NULL) {
+		event_emit_error("prefs: no loaded plugin with a preference page has this id");
+		return;
+	}
+	info = plugin->info->prefs_info;
+	frame = info->get_plugin_pref_frame(plugin);
+	ev = event_begin("prefs");
+	event_add_str(ev, "plugin", id);
+	event_add_key(ev, "entries");
+	g_string_append_c(ev, '[');
+	for (l = frame ? purple_plugin_pref_frame_get_prefs(frame) : NULL; l; l = l->next) {
+		PurplePluginPref *pref = l->data;
+		const char *name = purple_plugin_pref_get_name(pref);
+
+		if (!first)
+			g_string_append_c(ev, ',');
+		first = FALSE;
+		g_string_append(ev, "{\"name\":");
+		json_append_string(ev, name);
+		event_add_str(ev, "label", purple_plugin_pref_get_label(pref));
+		if (name != NULL && purple_prefs_exists(name)) {
+			switch (purple_prefs_get_type(name)) {
+			case PURPLE_PREF_BOOLEAN:
+				event_add_bool(ev, "value", purple_prefs_get_bool(name));
+				break;
+			case PURPLE_PREF_INT:
+				event_add_int(ev, "value", purple_prefs_get_int(name));
+				break;
+			case PURPLE_PREF_STRING:
+				event_add_str(ev, "value", purple_prefs_get_string(name));
+				break;
+			default:
+				break;
+			}
+		}
+		g_string_append_c(ev, '}');
+	}
+	g_string_append_c(ev, ']');
+	event_emit(ev);
+	if (frame != NULL)
+		purple_plugin_pref_frame_destroy(frame);
+}
+
 static void client_run_command(char *line)
 {
 	char *args, *name = client_split_word(line, &args);
@@ -1130,6 +1511,21 @@ static void client_run_command(char *line)
 		client_emit_drop_patterns();
 	} else if (strcmp(name, "answer") == 0) {
 		client_cmd_answer(args);
+	} else if (strcmp(name, "action") == 0) {
+		client_cmd_action(args);
+	} else if (strcmp(name, "menu") == 0) {
+		if (purple_account_is_connected(client_account))
+			client_cmd_menu(args);
+		else
+			event_emit_error("menu: not connected");
+	} else if (strcmp(name, "fields-set") == 0) {
+		client_cmd_fields_set(args);
+	} else if (strcmp(name, "fields-ok") == 0) {
+		client_cmd_fields_answer(TRUE);
+	} else if (strcmp(name, "fields-cancel") == 0) {
+		client_cmd_fields_answer(FALSE);
+	} else if (strcmp(name, "prefs") == 0 && *args != '\0') {
+		client_cmd_prefs(args);
 	} else if (strcmp(name, "echo") == 0) {
 		/* Lets a test know every earlier command has been handled. */
 		ev = event_begin("echo");
