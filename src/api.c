@@ -345,7 +345,7 @@ static void report_point(GString *s, bool present, bool complete, const char *na
 	if (present)
 		g_string_append_printf(s, _("\n- %s: present. %s"), name, if_present);
 	else if (complete)
-		g_string_append_printf(s, _("\n- %s: MISSING. %s"), name, if_missing);
+		g_string_append_printf(s, _("\n- %s: MISSING: %s"), name, if_missing);
 	else
 		g_string_append_printf(s, _("\n- %s: not known (the server did not answer "
 		                            "completely). Without it: %s"),
