@@ -35,6 +35,12 @@
 #include "xmpp.h"
 
 #define LOG "omemo"
+/* Details only when the user asked for them (preference "debug"). */
+#define LOG_DETAIL(...)                                            \
+	do {                                                       \
+		if (purple_prefs_get_bool(MANAGER_PREF_DEBUG))     \
+			purple_debug_misc(LOG, __VA_ARGS__);       \
+	} while (0)
 #define REPUBLISH_DELAY_SECONDS 5
 #define FALLBACK_BODY                                                                     \
 	"[This message is OMEMO encrypted, and your client cannot decrypt it. "           \
@@ -731,6 +737,8 @@ static int encrypt_for(manager_t *m, contact *c, const char *plaintext, xmlnode 
 	                     NULL);
 	if (ret < 0)
 		goto out;
+	LOG_DETAIL("message for %s: %zu of its devices, %zu of ours\n", c->jid, n_theirs,
+	           n - n_theirs);
 	*out = wire_build_encrypted(&msg);
 	if (!*out)
 		ret = OMEMO_ERR_INVALID_ARG;
@@ -1081,6 +1089,8 @@ static bool receive_encrypted(manager_t *m, const char *jid, xmlnode *msg, xmlno
 		return true;
 	}
 	parsed_sid = parsed.sid;
+	LOG_DETAIL("message from %s device %u%s%s\n", jid, parsed.sid, d.prekey ? ", prekey" : "",
+	           d.key_transport ? ", key transport" : "");
 	if (d.prekey) {
 		/* Answer at once so the sender stops sending prekey messages,
 		 * and offer a fresh prekey in place of the used one. */
