@@ -1079,6 +1079,11 @@ static bool receive_encrypted(manager_t *m, const char *jid, xmlnode *msg, xmlno
 			notice = g_strdup_printf(_("An encrypted message from %s was not encrypted for "
 			                           "this device, so it cannot be shown."),
 			                         jid);
+		else if (ret == OMEMO_ERR_UNDECRYPTABLE)
+			notice = g_strdup_printf(_("An encrypted message from %s could not be "
+			                           "decrypted: it is damaged, or does not belong to "
+			                           "the session with its device."),
+			                         jid);
 		else
 			notice = g_strdup_printf(_("An encrypted message from %s could not be "
 			                           "decrypted: %s"),

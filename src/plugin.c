@@ -99,11 +99,12 @@ static gboolean plugin_load_cb(PurplePlugin *plugin)
 
 	/* Our handlers run before the protocol plugin's own sender, which is
 	 * connected at the highest priority and so runs last. */
-	/* Early, so carbons are ours before another carbons plugin unwraps
-	 * them and a message shows twice. */
+	/* Very early (lower runs first), so carbons are ours before another
+	 * carbons plugin unwraps them (it connects at LOWEST + 100) and a
+	 * message shows twice or not at all. */
 	purple_signal_connect_priority(jabber, "jabber-receiving-xmlnode", plugin,
 				       PURPLE_CALLBACK(receiving_xmlnode_cb), NULL,
-				       PURPLE_SIGNAL_PRIORITY_DEFAULT - 100);
+				       PURPLE_SIGNAL_PRIORITY_LOWEST + 50);
 	purple_signal_connect(jabber, "jabber-sending-xmlnode", plugin,
 			      PURPLE_CALLBACK(sending_xmlnode_cb), NULL);
 	purple_signal_connect(purple_conversations_get_handle(), "sending-im-msg", plugin,
