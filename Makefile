@@ -4,6 +4,8 @@
 #   make check           build and run every test
 #   make bench           build and run the benchmark
 #   make e2e             run the end-to-end suite (Prosody + libpurple clients)
+#   make ui-check        drive a real Finch (tmux) and a real Pidgin (Xvfb)
+#   make demo            try it by hand: Prosody + Finch in tmux (make demo-stop)
 #   make install         install into the purple plugin dir (DESTDIR, PREFIX honoured)
 #   make install-home    install into ~/.purple/plugins
 #   make deps            install the packages needed to build, run and test
@@ -111,8 +113,10 @@ check: all $(UNIT_BINS) $(E2E_CLIENT)
 	@sh test/check_symbols.sh $(PLUGIN) 2>&1 | tee $(CHECK_LOGS)/symbols.log
 	@sh test/check_pot.sh 2>&1 | tee $(CHECK_LOGS)/pot.log
 	@/usr/bin/python3 test/e2e/run.py --build $(BUILD) 2>&1 | tee $(CHECK_LOGS)/e2e.log
+	@/usr/bin/python3 test/ui/finch_test.py --build $(BUILD) 2>&1 | tee $(CHECK_LOGS)/finch.log
+	@/usr/bin/python3 test/ui/pidgin_test.py --build $(BUILD) 2>&1 | tee $(CHECK_LOGS)/pidgin.log
 	@sh test/summary.sh $(CHECK_LOGS)/unit.log $(CHECK_LOGS)/symbols.log $(CHECK_LOGS)/pot.log \
-		$(CHECK_LOGS)/e2e.log
+		$(CHECK_LOGS)/e2e.log $(CHECK_LOGS)/finch.log $(CHECK_LOGS)/pidgin.log
 
 unit-check: $(UNIT_BINS) $(PLUGIN)
 	PURPLE_OMEMO_PLUGIN_DIR=$(BUILD) SIGNAL=$(SIGNAL) BUILD=$(BUILD) sh test/run_unit.sh $(UNIT_BINS)
@@ -134,6 +138,28 @@ $(E2E_CLIENT): test/e2e/client.c | $(BUILD)
 
 e2e: $(PLUGIN) $(E2E_CLIENT)
 	/usr/bin/python3 test/e2e/run.py --build $(BUILD)
+
+# Real user interfaces: Finch driven through tmux (keys in, screen text
+# out) and Pidgin under Xvfb (pointer clicks with xdotool, widgets located
+# through the accessibility bus), each with a throwaway Prosody and the
+# python OMEMO peer. Screenshots and screens: $(BUILD)/ui-artifacts/.
+UI_LOGS := $(BUILD)/ui-logs
+
+.PHONY: ui-check demo demo-stop
+
+ui-check: $(PLUGIN)
+	@rm -rf $(UI_LOGS) && mkdir -p $(UI_LOGS)
+	@/usr/bin/python3 test/ui/finch_test.py --build $(BUILD) 2>&1 | tee $(UI_LOGS)/finch.log
+	@/usr/bin/python3 test/ui/pidgin_test.py --build $(BUILD) 2>&1 | tee $(UI_LOGS)/pidgin.log
+	@sh test/summary.sh $(UI_LOGS)/finch.log $(UI_LOGS)/pidgin.log
+
+# A throwaway Prosody with alice and bob, and Finch in the tmux session
+# purple-omemo-demo loading the plugin from $(BUILD).
+demo: all
+	@/usr/bin/python3 test/ui/demo.py start --build $(BUILD)
+
+demo-stop:
+	@/usr/bin/python3 test/ui/demo.py stop --build $(BUILD)
 
 install: all
 	install -d $(DESTDIR)$(PLUGINDIR)
@@ -157,7 +183,9 @@ DEB_PACKAGES := build-essential pkg-config gettext libpurple-dev libglib2.0-dev 
 	libomemo-c-dev libsignal-protocol-c-dev libgcrypt20-dev libsqlite3-dev libxml2-dev \
 	libcmocka-dev valgrind sqlite3 \
 	python3 python3-cryptography python3-omemo python3-oldmemo python3-xmlschema \
-	python3-slixmpp prosody lua-unbound purple-lurch
+	python3-slixmpp prosody lua-unbound purple-lurch purple-xmpp-carbons \
+	finch tmux pidgin xvfb xdotool imagemagick \
+	python3-pyatspi libatk-adaptor libgail-common dbus-daemon
 
 deps:
 	@if ! command -v apt-get >/dev/null; then \

@@ -11,6 +11,7 @@
 #include <glib.h>
 
 #include <connection.h>
+#include <core.h>
 #include <notify.h>
 #include <request.h>
 
@@ -233,7 +234,7 @@ static void show_fingerprint_cb(PurplePluginAction *action)
 		/* TRANSLATORS: markup; keep the tags. %s: account, %u: device
 		 * id, %s: fingerprint, %s: xmpp: link. */
 		char *line = g_markup_printf_escaped(_("<b>%s</b><br>This device: %u<br>Fingerprint: "
-		                                       "<tt>%s</tt><br>For a QR code: %s"),
+		                                       "%s<br>For a QR code: %s"),
 		                                     engine_own_jid(e), engine_device_id(e),
 		                                     fp ? fp : "?", uri);
 
@@ -308,9 +309,11 @@ static void own_devices_open(manager_t *m, PurpleAccount *account)
 {
 	const char *own = engine_own_jid(manager_engine(m));
 	PurpleRequestFields *fields;
+	PurpleRequestFieldGroup *g;
 	own_devices_ctx *c;
 	api_device *devs = NULL;
 	size_t n = 0;
+	GString *text;
 	char *primary;
 	int ret;
 
@@ -323,59 +326,60 @@ static void own_devices_open(manager_t *m, PurpleAccount *account)
 		g_free(msg);
 		return;
 	}
+	/* What each device is goes into the explanation (Finch shows no label
+	 * fields); the fields are only the tick boxes. */
+	text = g_string_new(NULL);
 	fields = purple_request_fields_new();
+	g = purple_request_field_group_new(NULL);
+	purple_request_fields_add_group(fields, g);
 	c = g_new0(own_devices_ctx, 1);
 	c->account = account;
 	c->ids = g_new0(uint32_t, n ? n : 1);
 	for (size_t i = 0; i < n; i++) {
 		api_device *d = &devs[i];
-		PurpleRequestFieldGroup *g;
-		char id[32], *title, *text, *fp, *when;
+		char id[32], *title, *line, *fp, *when;
 
 		/* Only what the published list names can be removed from it. */
 		if (!d->in_list && !d->this_device)
 			continue;
 		title = d->this_device ? g_strdup_printf(_("Device %u (this device)"), d->id)
 		                       : g_strdup_printf(_("Device %u"), d->id);
-		g = purple_request_field_group_new(title);
-		purple_request_fields_add_group(fields, g);
-		g_free(title);
-
 		fp = d->has_key ? engine_fingerprint_format(d->ik, OMEMO_PUBKEY_LEN) : NULL;
-		text = fp ? g_strdup_printf(_("Fingerprint: %s"), fp)
+		line = fp ? g_strdup_printf(_("Fingerprint: %s"), fp)
 		          : g_strdup(_("Fingerprint: not known yet (it is learnt when a message "
 		                       "goes between this device and that one)"));
-		g_snprintf(id, sizeof(id), "fp-%u", d->id);
-		purple_request_field_group_add_field(g, purple_request_field_label_new(id, text));
-		g_free(text);
+		g_string_append_printf(text, "%s%s\n%s", text->len ? "\n\n" : "", title, line);
+		g_free(line);
 		g_free(fp);
+		g_free(title);
 		if (d->this_device)
 			continue;
 
 		when = date_text(d->last_seen);
-		text = g_strdup_printf(_("Last seen in your device list: %s"), when);
-		g_snprintf(id, sizeof(id), "seen-%u", d->id);
-		purple_request_field_group_add_field(g, purple_request_field_label_new(id, text));
-		g_free(text);
+		line = g_strdup_printf(_("Last seen in your device list: %s"), when);
+		g_string_append_printf(text, "\n%s", line);
+		g_free(line);
 		g_free(when);
 
-		text = g_strdup_printf(_("Remove device %u from the published list"), d->id);
+		line = g_strdup_printf(_("Remove device %u from the published list"), d->id);
 		g_snprintf(id, sizeof(id), "remove-%u", d->id);
-		purple_request_field_group_add_field(g, purple_request_field_bool_new(id, text, FALSE));
-		g_free(text);
+		purple_request_field_group_add_field(g, purple_request_field_bool_new(id, line, FALSE));
+		g_free(line);
 		c->ids[c->n++] = d->id;
 	}
 	g_free(devs);
+	g_string_prepend(text, "\n\n");
+	g_string_prepend(text, c->n ? _("Remove the devices you no longer use: your contacts then "
+	                                 "stop encrypting for them. A device that is still in use "
+	                                 "adds itself again when it comes online.")
+	                            : _("This is your only OMEMO device."));
 
 	primary = g_strdup_printf(_("OMEMO devices of %s"), own);
 	request_track(c, own_devices_free);
-	purple_request_fields(ui_plugin, _("My OMEMO devices"), primary,
-	                      c->n ? _("Remove the devices you no longer use: your contacts then "
-	                               "stop encrypting for them. A device that is still in use "
-	                               "adds itself again when it comes online.")
-	                           : _("This is your only OMEMO device."),
-	                      fields, _("_Apply"), G_CALLBACK(own_devices_ok_cb), _("_Cancel"),
+	purple_request_fields(ui_plugin, _("My OMEMO devices"), primary, text->str, fields,
+	                      _("_Apply"), G_CALLBACK(own_devices_ok_cb), _("_Cancel"),
 	                      G_CALLBACK(own_devices_cancel_cb), account, NULL, NULL, c);
+	g_string_free(text, TRUE);
 	g_free(primary);
 }
 
@@ -439,6 +443,13 @@ GList *ui_plugin_actions(PurplePlugin *plugin, gpointer context)
 	return l;
 }
 
+/* Finch 2.14 numbers the entries of a choice field from 1 while Pidgin
+ * and the API count from 0: shift both ways there. */
+static int choice_offset(void)
+{
+	return g_strcmp0(purple_core_get_ui(), "gnt-purple") == 0 ? 1 : 0;
+}
+
 /* ---- buddy menu ---- */
 
 /* The manager and bare JID behind a buddy menu entry; NULL when OMEMO is
@@ -449,6 +460,9 @@ static manager_t *buddy_target(PurpleBlistNode *node, PurpleAccount **account, c
 	manager_t *m;
 
 	*jid = NULL;
+	/* Finch hands the menu a contact, Pidgin the buddy itself. */
+	if (node && PURPLE_BLIST_NODE_IS_CONTACT(node))
+		node = (PurpleBlistNode *)purple_contact_get_priority_buddy((PurpleContact *)node);
 	if (!node || !PURPLE_BLIST_NODE_IS_BUDDY(node))
 		return NULL;
 	buddy = (PurpleBuddy *)node;
@@ -523,7 +537,7 @@ static void trust_dialog_ok_cb(void *data, PurpleRequestFields *fields)
 		int v;
 
 		g_snprintf(id, sizeof(id), "device-%u", d->id);
-		v = purple_request_fields_get_choice(fields, id);
+		v = purple_request_fields_get_choice(fields, id) - choice_offset();
 		if (v < 0 || (size_t)v >= G_N_ELEMENTS(trust_choices) || trust_choices[v] == d->trust)
 			continue;
 		api_set_trust_for_key(m, c->jid, d->id, d->ik, trust_choices[v], &msg);
@@ -555,7 +569,8 @@ static void trust_dialog_open(manager_t *m, PurpleAccount *account, const char *
 	PurpleRequestFields *fields;
 	trust_dialog_ctx *c;
 	api_device *devs = NULL;
-	size_t n = 0, shown = 0;
+	size_t n = 0;
+	GString *text;
 	char *primary;
 	int ret;
 
@@ -568,6 +583,13 @@ static void trust_dialog_open(manager_t *m, PurpleAccount *account, const char *
 		g_free(msg);
 		return;
 	}
+	/* The fingerprints go into the explanation, one line each, and each
+	 * choice is labelled with the device id alone: a field label would be
+	 * cut short in a terminal (Finch), and Finch shows no label fields. */
+	text = g_string_new(_("Compare each fingerprint with the one the contact's device shows "
+	                      "(in person or by a call) before you mark it verified. Devices "
+	                      "that are undecided or distrusted get no messages from you."));
+	g_string_append(text, "\n");
 	fields = purple_request_fields_new();
 	current = purple_request_field_group_new(NULL);
 	purple_request_fields_add_group(fields, current);
@@ -579,10 +601,16 @@ static void trust_dialog_open(manager_t *m, PurpleAccount *account, const char *
 		api_device *d = &devs[i];
 		PurpleRequestFieldGroup *g = current;
 		PurpleRequestField *f;
-		char id[32], *label, *fp;
+		char id[32], *line, *fp, *label;
 
 		if (d->this_device || (!d->listed && !d->has_key))
 			continue;
+		if (!d->has_key) {
+			line = g_strdup_printf(_("Device %u: no session yet"), d->id);
+			g_string_append_printf(text, "\n%s", line);
+			g_free(line);
+			continue;
+		}
 		if (!d->listed) {
 			/* Still worth a decision: its messages are marked by it. */
 			if (!former) {
@@ -592,42 +620,35 @@ static void trust_dialog_open(manager_t *m, PurpleAccount *account, const char *
 			}
 			g = former;
 		}
-		g_snprintf(id, sizeof(id), "device-%u", d->id);
-		if (!d->has_key) {
-			label = g_strdup_printf(_("Device %u: no session yet"), d->id);
-			purple_request_field_group_add_field(g, purple_request_field_label_new(id, label));
-			g_free(label);
-			shown++;
-			continue;
-		}
 		fp = engine_fingerprint_format(d->ik, OMEMO_PUBKEY_LEN);
 		/* TRANSLATORS: %u: device id, %s: its fingerprint. */
-		label = g_strdup_printf(_("Device %u: %s"), d->id, fp ? fp : "?");
-		f = purple_request_field_choice_new(id, label, trust_choice_index(d->trust));
+		line = g_strdup_printf(_("Device %u: %s"), d->id, fp ? fp : "?");
+		g_string_append_printf(text, "\n%s", line);
+		g_snprintf(id, sizeof(id), "device-%u", d->id);
+		label = g_strdup_printf(_("Device %u"), d->id);
+		f = purple_request_field_choice_new(id, label,
+		                                    trust_choice_index(d->trust) + choice_offset());
 		for (size_t k = 0; k < G_N_ELEMENTS(trust_choices); k++)
 			purple_request_field_choice_add(f, trust_state_name(trust_choices[k]));
 		purple_request_field_group_add_field(g, f);
 		g_free(label);
+		g_free(line);
 		g_free(fp);
 		c->devs[c->n++] = *d;
-		shown++;
 	}
 	g_free(devs);
-	if (shown == 0) {
-		char *text = g_strdup_printf(_("No OMEMO devices known for %s."), jid);
+	if (c->n == 0) {
+		char *none = g_strdup_printf(_("No OMEMO devices known for %s."), jid);
 
-		purple_request_field_group_add_field(current,
-		                                     purple_request_field_label_new("none", text));
-		g_free(text);
+		g_string_append_printf(text, "\n%s", none);
+		g_free(none);
 	}
 	primary = g_strdup_printf(_("OMEMO devices of %s"), jid);
 	request_track(c, trust_dialog_free);
-	purple_request_fields(ui_plugin, _("Fingerprints and trust"), primary,
-	                      _("Compare each fingerprint with the one the contact's device shows "
-	                        "(in person or by a call) before you mark it verified. Devices "
-	                        "that are undecided or distrusted get no messages from you."),
-	                      fields, _("_Save"), G_CALLBACK(trust_dialog_ok_cb), _("_Cancel"),
+	purple_request_fields(ui_plugin, _("Fingerprints and trust"), primary, text->str, fields,
+	                      _("_Save"), G_CALLBACK(trust_dialog_ok_cb), _("_Cancel"),
 	                      G_CALLBACK(trust_dialog_cancel_cb), account, jid, NULL, c);
+	g_string_free(text, TRUE);
 	g_free(primary);
 }
 
