@@ -26,6 +26,8 @@ typedef struct manager manager_t;
 #define MANAGER_PREF_DEFAULT_ON MANAGER_PREF_ROOT "/default_on"
 /* Verbose OMEMO lines in the debug log. */
 #define MANAGER_PREF_DEBUG MANAGER_PREF_ROOT "/debug"
+/* Messages from distrusted devices: a notice instead of the marked text. */
+#define MANAGER_PREF_HIDE_DISTRUSTED MANAGER_PREF_ROOT "/hide_distrusted"
 /* Account setting: ask about every new device instead of BTBV. */
 #define MANAGER_ACCOUNT_TRUST_MANUAL "omemo-trust-manual"
 

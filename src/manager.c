@@ -62,6 +62,7 @@ typedef struct {
 	GHashTable *skipped; /* device id -> reason (char*) for this round */
 	GString *untrusted;  /* devices left out for trust, for the notice */
 	bool told_plain;     /* "not encrypted" said once */
+	bool told_encrypted; /* "encrypted" said once */
 } contact;
 
 struct manager {
@@ -188,11 +189,53 @@ static void own_list_publish(manager_t *m, const omemo_devicelist *current);
 static void contact_pump(manager_t *m, contact *c);
 
 /* Record a device list that jid published (fetched or from a PEP event). */
+/* Tell an open conversation with jid which devices came and went. */
+static void devicelist_notice_changes(manager_t *m, const char *jid, const store_device *before,
+                                      size_t n_before, const omemo_devicelist *list)
+{
+	GString *added = g_string_new(NULL), *removed = g_string_new(NULL);
+	char *msg = NULL;
+
+	for (size_t i = 0; i < list->n_ids; i++) {
+		bool known = false;
+
+		for (size_t j = 0; j < n_before && !known; j++)
+			known = before[j].id == list->ids[i];
+		if (!known)
+			g_string_append_printf(added, " %u", list->ids[i]);
+	}
+	for (size_t j = 0; j < n_before; j++)
+		if (!ids_contain(list->ids, list->n_ids, before[j].id))
+			g_string_append_printf(removed, " %u", before[j].id);
+	if (added->len && removed->len)
+		msg = g_strdup_printf(_("%s changed OMEMO devices: new%s; gone%s."), jid, added->str,
+		                      removed->str);
+	else if (added->len)
+		msg = g_strdup_printf(_("%s has new OMEMO devices:%s."), jid, added->str);
+	else if (removed->len)
+		msg = g_strdup_printf(_("%s no longer uses OMEMO devices%s."), jid, removed->str);
+	if (msg)
+		manager_notice(m->account, jid, msg);
+	g_free(msg);
+	g_string_free(added, TRUE);
+	g_string_free(removed, TRUE);
+}
+
 static void devicelist_received(manager_t *m, const char *jid, const omemo_devicelist *list)
 {
 	store_t *st = engine_store(m->engine);
+	store_device *before = NULL;
+	size_t n_before = 0;
+	bool had_list = store_devices_get(st, OMEMO_NS_LEGACY, jid, true, &before, &n_before) == 0 &&
+	                n_before > 0;
 	int ret = store_devices_update(st, OMEMO_NS_LEGACY, jid, list->ids, list->n_ids, time(NULL));
 
+	/* Changes only, and only into a conversation already open: a first
+	 * list, or a contact nobody is talking to, is no news. */
+	if (ret == 0 && had_list && strcmp(jid, m->own_jid) != 0 &&
+	    purple_find_conversation_with_account(PURPLE_CONV_TYPE_IM, jid, m->account))
+		devicelist_notice_changes(m, jid, before, n_before, list);
+	g_free(before);
 	if (ret < 0)
 		purple_debug_error(LOG, "storing the device list of %s: %s\n", jid,
 		                   omemo_strerror(ret));
@@ -874,6 +917,7 @@ static void contact_pump(manager_t *m, contact *c)
 			               _("Messages in this conversation are NOT encrypted: the "
 			                 "contact has no OMEMO device, or OMEMO is off here."));
 			c->told_plain = true;
+			c->told_encrypted = false;
 		}
 		while ((text = g_queue_pop_head(&c->outbox))) {
 			send_one(m, c, text, true);
@@ -883,6 +927,12 @@ static void contact_pump(manager_t *m, contact *c)
 	}
 	if (fetch_missing_bundles(m, c) > 0)
 		return;
+	if (!c->told_encrypted) {
+		manager_notice(m->account, c->jid,
+		               _("Messages in this conversation are encrypted with OMEMO."));
+		c->told_encrypted = true;
+		c->told_plain = false;
+	}
 	/* Everything that could be fetched is in: send in the order typed. */
 	while ((text = g_queue_pop_head(&c->outbox))) {
 		any_sent |= send_one(m, c, text, false);
@@ -1115,6 +1165,17 @@ static bool receive_encrypted(manager_t *m, const char *jid, xmlnode *msg, xmlno
 
 		if (trust_is_trusted(st)) {
 			replace_body(msg, (const char *)d.plaintext);
+		} else if (st == TRUST_DISTRUSTED &&
+		           purple_prefs_get_bool(MANAGER_PREF_HIDE_DISTRUSTED)) {
+			char *notice = g_strdup_printf(
+				_("A message from device %u of %s, which you distrusted, was not "
+				  "shown (see the OMEMO preferences)."),
+				parsed_sid, jid);
+
+			manager_notice(m->account, jid, notice);
+			g_free(notice);
+			engine_decrypted_clear(&d);
+			return true;
 		} else {
 			char *marked = g_strdup_printf(_("[from device %u, %s] %s"), parsed_sid,
 			                               trust_state_name(st), (const char *)d.plaintext);
@@ -1356,6 +1417,7 @@ void manager_prefs_init(void)
 	purple_prefs_add_bool(MANAGER_PREF_TRUST_MANUAL, FALSE);
 	purple_prefs_add_bool(MANAGER_PREF_DEFAULT_ON, TRUE);
 	purple_prefs_add_bool(MANAGER_PREF_DEBUG, FALSE);
+	purple_prefs_add_bool(MANAGER_PREF_HIDE_DISTRUSTED, FALSE);
 }
 
 static char *store_path_for(PurpleAccount *account, const char *own)

@@ -708,6 +708,10 @@ PurplePluginPrefFrame *ui_pref_frame(PurplePlugin *plugin)
 			         "(carbons)")));
 	purple_plugin_pref_frame_add(
 		frame, purple_plugin_pref_new_with_name_and_label(
+			       MANAGER_PREF_HIDE_DISTRUSTED,
+			       _("Do not show messages from distrusted devices, only a notice")));
+	purple_plugin_pref_frame_add(
+		frame, purple_plugin_pref_new_with_name_and_label(
 			       MANAGER_PREF_DEBUG, _("Log OMEMO details to the debug window")));
 	return frame;
 }

@@ -85,3 +85,16 @@ def scenario_omemo_fp_and_devices_commands(ctx):
     mark = alice.mark()
     alice.cmd(bob.bare, "omemo trust notanumber")
     alice.wait_for("conv", flags="system", plain__contains="Usage: /omemo", since=mark)
+
+
+def scenario_device_list_change_is_announced(ctx):
+    alice, bob, _, bob_id = start_alice_with_peer_bob(ctx)
+    since = exchange_one(alice, [bob], "hello")
+    alice.wait_for("conv", flags="system",
+                   plain="Messages in this conversation are encrypted with OMEMO.", since=since)
+    pep_mark = alice.mark()
+    bob2 = ctx.peer("bob", name="bob2")
+    bob2_id = bob2.wait_ready()["device_id"]
+    wait_devicelist_event(alice, bob.bare, lambda ids: bob2_id in ids, since=pep_mark)
+    alice.wait_for("conv", flags="system",
+                   plain="%s has new OMEMO devices: %d." % (bob.bare, bob2_id), since=pep_mark)

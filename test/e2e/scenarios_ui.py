@@ -298,11 +298,13 @@ def scenario_ui_preferences_page(ctx):
         (root + "default_on", "Turn OMEMO on by itself for contacts who use it"),
         (root + "carbons", "Ask the server for copies of messages from my other devices "
                            "(carbons)"),
+        (root + "hide_distrusted", "Do not show messages from distrusted devices, only a notice"),
         (root + "debug", "Log OMEMO details to the debug window"),
     ], prefs
     values = {e["name"]: e["value"] for e in prefs["entries"]}
     assert values == {root + "trust_manual": False, root + "default_on": True,
-                      root + "carbons": True, root + "debug": False}, values
+                      root + "carbons": True, root + "hide_distrusted": False,
+                      root + "debug": False}, values
 
 
 def scenario_ui_unload_closes_open_dialogs(ctx):
