@@ -98,3 +98,36 @@ def scenario_device_list_change_is_announced(ctx):
     wait_devicelist_event(alice, bob.bare, lambda ids: bob2_id in ids, since=pep_mark)
     alice.wait_for("conv", flags="system",
                    plain="%s has new OMEMO devices: %d." % (bob.bare, bob2_id), since=pep_mark)
+
+
+def scenario_changed_key_on_known_device_is_not_accepted_silently(ctx):
+    from scenarios_devices import peer_publish_devicelist
+    alice, bob, _, bob_id = start_alice_with_peer_bob(ctx)
+    exchange_one(alice, [bob], "with the first key")
+
+    # bob's device is reinstalled: same device id, a new identity key.
+    peer_publish_devicelist(bob, [1])
+    assert bob.quit() == 0
+    again = ctx.peer("bob", name="bob-reinstalled", device_id=bob_id)
+    ready = again.wait_ready()
+    assert ready["device_id"] == bob_id, ready
+    assert ready["fingerprint"] != bob.wait_ready()["fingerprint"]
+
+    # It writes first: the message is shown, marked, and alice is told
+    # that the device's key changed, and asked.
+    mark = alice.mark()
+    again.send(alice.bare, "from the new key")
+    got = alice.wait_for("conv", flags="recv", plain__contains="from the new key", since=mark,
+                         timeout=20)
+    assert "undecided" in got["plain"], got
+    alice.wait_for("conv", flags="system", plain__contains="DIFFERENT key", since=mark)
+    alice.wait_for("request", since=mark, primary__contains="new key")
+
+    # Nothing is encrypted for the new key until alice decides.
+    since = alice.mark()
+    alice.send(bob.bare, "not for an unknown key")
+    notice = alice.wait_for("conv", flags="system", plain__contains="NOT sent", since=since)
+    assert "not for an unknown key" in notice["plain"], notice
+    assert not alice.xml_out("not for an unknown key", since=since)
+    assert not alice.xml_out(lambda el: el.tag == "message" and el.find("encrypted/payload")
+                             is not None, since=since)
