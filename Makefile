@@ -4,6 +4,7 @@
 #   make check           build and run every test
 #   make bench           build and run the benchmark
 #   make e2e             run the end-to-end suite (Prosody + libpurple clients)
+#   make fuzz            run the libFuzzer targets for FUZZ_SECONDS each (default 60)
 #   make ui-check        drive a real Finch (tmux) and a real Pidgin (Xvfb)
 #   make demo            try it by hand: Prosody + Finch in tmux (make demo-stop)
 #   make install         install into the purple plugin dir (DESTDIR, PREFIX honoured)
@@ -185,7 +186,8 @@ DEB_PACKAGES := build-essential pkg-config gettext libpurple-dev libglib2.0-dev 
 	python3 python3-cryptography python3-omemo python3-oldmemo python3-xmlschema \
 	python3-slixmpp prosody lua-unbound purple-lurch purple-xmpp-carbons \
 	finch tmux pidgin xvfb xdotool imagemagick \
-	python3-pyatspi libatk-adaptor libgail-common dbus-daemon
+	python3-pyatspi libatk-adaptor libgail-common dbus-daemon \
+	clang libclang-rt-14-dev
 
 deps:
 	@if ! command -v apt-get >/dev/null; then \
@@ -206,3 +208,40 @@ pot:
 
 clean:
 	rm -rf build
+
+# Fuzzing with libFuzzer (clang): each test/fuzz/fuzz_*.c target runs for
+# FUZZ_SECONDS over a throwaway copy of its seeds in test/fuzz/corpus/; the
+# sources it needs are built with clang and the sanitizers in $(BUILD)/fuzz.
+#   make fuzz FUZZ_SECONDS=N
+.PHONY: fuzz fuzz-build
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_DIR := $(BUILD)/fuzz
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS = -std=gnu11 $(WARN) $(DEFS) -Iheaders $(PKG_CFLAGS) -O1 -g $(FUZZ_SAN)
+FUZZ_WIRE_TARGETS := fuzz_devicelist fuzz_bundle fuzz_encrypted
+FUZZ_TARGETS := $(FUZZ_WIRE_TARGETS) fuzz_store_records fuzz_incoming
+FUZZ_BINS := $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
+fuzz_objs = $(patsubst %,$(FUZZ_DIR)/obj/%.o,$(1))
+
+$(FUZZ_DIR)/obj/%.o: src/%.c $(wildcard headers/*.h) VERSION
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(addprefix $(FUZZ_DIR)/,$(FUZZ_WIRE_TARGETS)): $(FUZZ_DIR)/%: test/fuzz/%.c \
+		test/fuzz/fuzz_common.h $(call fuzz_objs,err types wire)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Itest/fuzz $< $(filter %.o,$^) -o $@ $(PKG_LIBS)
+
+$(FUZZ_DIR)/fuzz_store_records: test/fuzz/fuzz_store_records.c $(call fuzz_objs,err types payload)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Itest/fuzz $< $(filter %.o,$^) -o $@ $(PKG_LIBS)
+
+$(FUZZ_DIR)/fuzz_incoming: test/fuzz/fuzz_incoming.c test/fuzz/fuzz_common.h \
+		$(call fuzz_objs,err types wire payload store engine)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Itest/fuzz $< $(filter %.o,$^) -o $@ $(PKG_LIBS)
+
+.SECONDARY: $(call fuzz_objs,err types wire payload store engine)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: $(FUZZ_BINS)
+	@sh test/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_DIR) $(FUZZ_TARGETS)
