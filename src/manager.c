@@ -81,6 +81,9 @@ struct manager {
 };
 
 static GHashTable *managers; /* PurpleAccount* -> manager_t */
+/* Accounts whose store could not be opened -> the reason. Nothing they
+ * send is known to be safe in plaintext, so their messages are held. */
+static GHashTable *unavailable;
 
 static void contact_free(gpointer p)
 {
@@ -957,6 +960,27 @@ static void contact_pump(manager_t *m, contact *c)
 	c->state = c->state == DL_FAILED ? DL_UNKNOWN : c->state;
 }
 
+/* A message on an account whose OMEMO store is unavailable: whether its
+ * conversation must be encrypted cannot be known, so it is not sent. */
+static void refuse_unavailable(PurpleAccount *account, const char *receiver, const char *text)
+{
+	char *jid = xmpp_bare_jid(receiver);
+	char *plain = purple_markup_strip_html(text);
+	char *esc = g_markup_escape_text(plain ? plain : "", -1);
+	char *msg = g_strdup_printf(_("Message NOT sent: OMEMO is unavailable for this account "
+	                              "(%s), so it cannot tell whether this conversation must be "
+	                              "encrypted. Fix or move the OMEMO database, or turn the OMEMO "
+	                              "plugin off to chat without it. It was: \"%s\""),
+	                            (const char *)g_hash_table_lookup(unavailable, account), esc);
+
+	if (jid)
+		manager_notice(account, jid, msg);
+	g_free(msg);
+	g_free(esc);
+	g_free(plain);
+	g_free(jid);
+}
+
 void manager_sending_im(PurpleAccount *account, const char *receiver, char **message)
 {
 	manager_t *m = manager_find(account);
@@ -964,6 +988,12 @@ void manager_sending_im(PurpleAccount *account, const char *receiver, char **mes
 	char *jid;
 	contact *c;
 
+	if (!m && message && *message && unavailable && g_hash_table_contains(unavailable, account)) {
+		refuse_unavailable(account, receiver, *message);
+		g_free(*message);
+		*message = NULL;
+		return;
+	}
 	if (!m || !m->gc || !message || !*message || !**message)
 		return;
 	jid = xmpp_bare_jid(receiver);
@@ -1010,6 +1040,16 @@ void manager_sending(PurpleConnection *gc, xmlnode **packet)
 	contact *c;
 	int ret;
 
+	if (!m && msg && !xmpp_sending_own() && is_chat_message_with_body(msg) && unavailable &&
+	    g_hash_table_contains(unavailable, purple_connection_get_account(gc))) {
+		char *plain = xmlnode_get_data(xmlnode_get_child(msg, "body"));
+
+		refuse_unavailable(purple_connection_get_account(gc), xmlnode_get_attrib(msg, "to"),
+		                   plain ? plain : "");
+		g_free(plain);
+		xmpp_neutralize(gc, msg);
+		return;
+	}
 	if (!m || !msg || xmpp_sending_own() || !is_chat_message_with_body(msg))
 		return;
 	jid = xmpp_bare_jid(xmlnode_get_attrib(msg, "to"));
@@ -1467,6 +1507,9 @@ void manager_account_connected(PurpleConnection *gc)
 		purple_debug_error(LOG, "%s\n", msg);
 		purple_notify_error(NULL, _("OMEMO"), msg, NULL);
 		g_free(msg);
+		if (!unavailable)
+			unavailable = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
+		g_hash_table_replace(unavailable, account, g_strdup(omemo_strerror(ret)));
 		g_hash_table_destroy(m->contacts);
 		g_free(m->own_jid);
 		g_free(m);
@@ -1505,6 +1548,8 @@ void manager_account_disconnecting(PurpleConnection *gc)
 	PurpleAccount *account = purple_connection_get_account(gc);
 	manager_t *m = manager_find(account);
 
+	if (unavailable)
+		g_hash_table_remove(unavailable, account);
 	if (!m)
 		return;
 	g_hash_table_remove(managers, account);
@@ -1514,6 +1559,11 @@ void manager_account_disconnecting(PurpleConnection *gc)
 void manager_shutdown(void)
 {
 	GList *all;
+
+	if (unavailable) {
+		g_hash_table_destroy(unavailable);
+		unavailable = NULL;
+	}
 
 	if (!managers)
 		return;
