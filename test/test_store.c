@@ -441,7 +441,7 @@ static const char V1_DATA[] =
 	"INSERT INTO meta VALUES ('next_prekey_id', 104);"
 	"INSERT INTO own_identity VALUES (0, 4242, 77, x'05010203', x'404142');"
 	"INSERT INTO prekeys VALUES (101, x'0a0101'), (102, x'0a0202'), (103, x'0a0303');"
-	"INSERT INTO signed_prekeys VALUES (7, x'1a07', 1600000000);"
+	"INSERT INTO signed_prekeys VALUES (7, x'1a0101', 1600000000);"
 	"INSERT INTO sessions VALUES ('eu.siacs.conversations.axolotl', 'bob@example.org', 31,"
 	"  x'0a0b0c', NULL);"
 	"INSERT INTO remote_identities VALUES ('eu.siacs.conversations.axolotl',"
@@ -499,7 +499,7 @@ static void test_migrates_v1_database_with_data_to_current(void **state)
 	signal_buffer_free(pub);
 	signal_buffer_free(priv);
 	assert_int_equal(store_signed_prekey_load(f->store, 7, &buf), 0);
-	assert_buffer_is(buf, "\x1a\x07", 2);
+	assert_buffer_is(buf, "\x1a\x01\x01", 3);
 	signal_buffer_free(buf);
 	assert_true(store_session_exists(f->store, NS_LEGACY, BOB, 31));
 	assert_int_equal(store_remote_identity_get(f->store, NS_LEGACY, BOB, 31, &buf), 0);
@@ -1723,9 +1723,33 @@ static void test_library_sessions_through_store_survive_shared_prekey(void **sta
 	peer_close(&bob);
 }
 
+/* The Signal library aborts on a signed prekey record with an empty
+ * signature; a damaged database must give an error instead, both to our
+ * own reads and to the library's. */
+static void test_damaged_signed_prekey_record_is_refused_not_parsed(void **state)
+{
+	fixture *f = *state;
+	static const uint8_t empty_sig[] = { 0x08, 0x07, 0x22, 0x00 };
+	static const uint8_t truncated[] = { 0x08, 0x07, 0x12, 0x21, 0x05 };
+	session_signed_pre_key *spk = NULL;
+	signal_buffer *buf = NULL;
+
+	open_with_signal(f, NS_LEGACY);
+	assert_int_equal(store_signed_prekey_save(f->store, 7, empty_sig, sizeof(empty_sig), 1), 0);
+	assert_int_equal(store_signed_prekey_save(f->store, 8, truncated, sizeof(truncated), 1), 0);
+	assert_int_equal(store_signed_prekey_load(f->store, 7, &buf), OMEMO_ERR_STORE_CORRUPT);
+	assert_null(buf);
+	assert_int_equal(store_signed_prekey_load(f->store, 8, &buf), OMEMO_ERR_STORE_CORRUPT);
+	assert_true(signal_protocol_signed_pre_key_load_key(f->sctx, &spk, 7) < 0);
+	assert_null(spk);
+	assert_int_equal(store_last_error(f->store), OMEMO_ERR_STORE_CORRUPT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_damaged_signed_prekey_record_is_refused_not_parsed,
+		                                setup, teardown),
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 		T(test_open_creates_db_wal_and_shm_with_mode_0600_under_umask_0),
 		T(test_open_fixes_mode_when_umask_removes_owner_write),
