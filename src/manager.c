@@ -72,7 +72,6 @@ struct manager {
 	engine_t *engine;
 	GHashTable *contacts; /* bare jid -> contact */
 	guint republish_timer;
-	bool own_list_fetched;
 	/* The message stanza being sent for `sending_to` right now and the
 	 * recipients prepared for it; see manager_sending(). */
 	contact *sending_to;
@@ -303,8 +302,6 @@ static void devicelist_fetched_cb(PurpleConnection *gc, xmpp_iq_status status, x
 		                     status == XMPP_IQ_TIMEOUT ? "timeout" : "error");
 		c->state = DL_FAILED;
 	}
-	if (own)
-		m->own_list_fetched = true;
 	if (c)
 		contact_pump(m, c);
 out:
