@@ -40,6 +40,11 @@ typedef struct {
 int trust_evaluate(store_t *store, trust_mode mode, const char *jid, uint32_t device,
                    const uint8_t ik[OMEMO_PUBKEY_LEN], int64_t now, trust_result *out);
 
+/* The same with jid's decisions already read (store_trust_list), for
+ * callers deciding about several devices of one JID at once. */
+int trust_evaluate_rows(store_t *store, trust_mode mode, const char *jid, uint32_t device,
+                        const uint8_t ik[OMEMO_PUBKEY_LEN], const store_trust_row *rows, size_t n,
+                        int64_t now, trust_result *out);
 /* Record the user's decision for this key. */
 int trust_set(store_t *store, const char *jid, uint32_t device,
               const uint8_t ik[OMEMO_PUBKEY_LEN], trust_state state, int64_t now);

@@ -17,6 +17,7 @@
 #include "err.h"
 #include "i18n.h"
 #include "manager.h"
+#include "muc.h"
 #include "xmpp.h"
 
 static PurpleCmdId omemo_cmd;
@@ -96,6 +97,109 @@ static void server_check_start(PurpleConversation *conv, manager_t *m)
 	say(conv, _("Asking the server what it offers OMEMO..."));
 }
 
+static const char *room_usage(void)
+{
+	return _("Usage in a room: /omemo on | off | status | incomplete send|hold | fp | devices | "
+	         "trust ID | verify FINGERPRINT | distrust ID | remove ID | server | help");
+}
+
+/* The member of the room with device id (NULL when none or several). */
+static char *room_member_with_device(manager_t *m, GPtrArray *jids, uint32_t id)
+{
+	char *found = NULL;
+	int hits = 0;
+
+	for (guint i = 0; i < jids->len; i++) {
+		api_device *devs = NULL;
+		size_t n = 0;
+
+		if (api_device_list(m, jids->pdata[i], &devs, &n) < 0)
+			continue;
+		for (size_t j = 0; j < n; j++)
+			if (devs[j].id == id) {
+				hits++;
+				if (!found)
+					found = g_strdup(jids->pdata[i]);
+				break;
+			}
+		g_free(devs);
+	}
+	if (hits > 1) {
+		g_free(found);
+		found = NULL;
+	}
+	return found;
+}
+
+/* /omemo in a room: the same words, acting on the room's members. */
+static void room_cmd(PurpleConversation *conv, manager_t *m, const char *room, const char *word,
+                     const char *rest)
+{
+	GPtrArray *jids = muc_recipients(m, room);
+	char *text = NULL, *jid;
+	uint32_t id;
+	int ret = OMEMO_ERR_NOT_FOUND;
+
+	if ((strcmp(word, "on") == 0 || strcmp(word, "off") == 0) && !*rest) {
+		muc_set_mode(m, room, strcmp(word, "on") == 0, &text);
+		say(conv, text);
+	} else if (strcmp(word, "status") == 0 && !*rest) {
+		text = muc_describe(m, room);
+		say(conv, text);
+	} else if (strcmp(word, "incomplete") == 0 &&
+	           (strcmp(rest, "send") == 0 || strcmp(rest, "hold") == 0)) {
+		bool send = strcmp(rest, "send") == 0;
+
+		ret = muc_set_incomplete(m, room, send);
+		if (ret < 0)
+			text = g_strdup_printf(_("Could not save the setting: %s"), omemo_strerror(ret));
+		say(conv, ret < 0 ? text
+		                  : send ? _("When some members cannot be reached, messages now go "
+		                             "to the others, with a notice naming who was left out.")
+		                         : _("When some members cannot be reached, messages are now "
+		                             "held and not sent."));
+	} else if (strcmp(word, "devices") == 0 && !*rest) {
+		if (!jids->len)
+			say(conv, _("No member of this room is known yet."));
+		for (guint i = 0; i < jids->len; i++) {
+			text = api_devices(m, jids->pdata[i]);
+			say(conv, text);
+			g_free(text);
+			text = NULL;
+		}
+	} else if ((strcmp(word, "trust") == 0 || strcmp(word, "distrust") == 0) &&
+	           parse_id(rest, &id)) {
+		jid = room_member_with_device(m, jids, id);
+		if (jid) {
+			api_set_trust(m, jid, id,
+			              strcmp(word, "trust") == 0 ? TRUST_BLIND : TRUST_DISTRUSTED, &text);
+			say(conv, text);
+		} else {
+			say(conv, _("No single member of this room has a device with that id. \"/omemo "
+			            "devices\" lists them."));
+		}
+		g_free(jid);
+	} else if (strcmp(word, "verify") == 0 && *rest) {
+		for (guint i = 0; i < jids->len && ret == OMEMO_ERR_NOT_FOUND; i++) {
+			g_free(text);
+			text = NULL;
+			ret = api_verify(m, jids->pdata[i], rest, &text);
+		}
+		if (ret == OMEMO_ERR_NOT_FOUND)
+			say(conv, _("That fingerprint belongs to no known device of this room's members: "
+			            "nothing was changed."));
+		else
+			say(conv, text);
+	} else if (strcmp(word, "remove") == 0 && parse_id(rest, &id)) {
+		api_remove_own_device(m, id, &text);
+		say(conv, text);
+	} else {
+		say(conv, room_usage());
+	}
+	g_free(text);
+	g_ptr_array_unref(jids);
+}
+
 static PurpleCmdRet omemo_cmd_cb(PurpleConversation *conv, const gchar *cmd, gchar **args,
                                  gchar **error, void *data)
 {
@@ -133,8 +237,8 @@ static PurpleCmdRet omemo_cmd_cb(PurpleConversation *conv, const gchar *cmd, gch
 		server_check_start(conv, m);
 		goto out;
 	}
-	if (purple_conversation_get_type(conv) != PURPLE_CONV_TYPE_IM) {
-		say(conv, _("OMEMO in group chats is not supported yet."));
+	if (purple_conversation_get_type(conv) == PURPLE_CONV_TYPE_CHAT) {
+		room_cmd(conv, m, jid, word, rest);
 		goto out;
 	}
 	if ((strcmp(word, "on") == 0 || strcmp(word, "off") == 0) && !*rest) {

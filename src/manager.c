@@ -28,63 +28,30 @@
 #include "err.h"
 #include "i18n.h"
 #include "manager.h"
+#include "manager_int.h"
+#include "group.h"
+#include "muc.h"
 #include "store.h"
 #include "trust.h"
 #include "ui.h"
 #include "wire.h"
 #include "xmpp.h"
 
-#define LOG "omemo"
-/* Details only when the user asked for them (preference "debug"). */
-#define LOG_DETAIL(...)                                            \
-	do {                                                       \
-		if (purple_prefs_get_bool(MANAGER_PREF_DEBUG))     \
-			purple_debug_misc(LOG, __VA_ARGS__);       \
-	} while (0)
-#define REPUBLISH_DELAY_SECONDS 5
-#define FALLBACK_BODY                                                                     \
-	"[This message is OMEMO encrypted, and your client cannot decrypt it. "           \
-	"See https://conversations.im/omemo]"
-
-typedef enum {
-	DL_UNKNOWN = 0, /* not asked in this session */
-	DL_FETCHING,
-	DL_KNOWN,  /* at least one device */
-	DL_NONE,   /* no OMEMO: no node, or an empty list */
-	DL_FAILED, /* the server did not say (timeout, error) */
-} dl_state;
-
-typedef struct {
-	char *jid;
-	dl_state state;
-	int fetching;        /* requests in flight for this contact */
-	GQueue outbox;       /* char* texts typed, in order */
-	GHashTable *skipped; /* device id -> reason (char*) for this round */
-	GString *untrusted;  /* devices left out for trust, for the notice */
-	bool told_plain;     /* "not encrypted" said once */
-	bool told_encrypted; /* "encrypted" said once */
-} contact;
-
-struct manager {
-	PurpleAccount *account;
-	PurpleConnection *gc;
-	char *own_jid;
-	engine_t *engine;
-	GHashTable *contacts; /* bare jid -> contact */
-	guint republish_timer;
-	/* The message stanza being sent for `sending_to` right now and the
-	 * recipients prepared for it; see manager_sending(). */
-	contact *sending_to;
-	bool send_plain_ok;
-	int send_result;
-};
-
 static GHashTable *managers; /* PurpleAccount* -> manager_t */
 /* Accounts whose store could not be opened -> the reason. Nothing they
  * send is known to be safe in plaintext, so their messages are held. */
 static GHashTable *unavailable;
 
-static void contact_free(gpointer p)
+static void skip_entry_free(gpointer p)
+{
+	skip_entry *e = p;
+
+	g_free(e->jid);
+	g_free(e->reason);
+	g_free(e);
+}
+
+void manager_contact_free(gpointer p)
 {
 	contact *c = p;
 
@@ -95,16 +62,23 @@ static void contact_free(gpointer p)
 	g_free(c);
 }
 
-static contact *contact_get(manager_t *m, const char *jid)
+contact *manager_contact_new(const char *jid)
+{
+	contact *c = g_new0(contact, 1);
+
+	c->jid = g_strdup(jid);
+	g_queue_init(&c->outbox);
+	c->skipped = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, skip_entry_free);
+	c->untrusted = g_string_new(NULL);
+	return c;
+}
+
+contact *manager_contact_get(manager_t *m, const char *jid)
 {
 	contact *c = g_hash_table_lookup(m->contacts, jid);
 
 	if (!c) {
-		c = g_new0(contact, 1);
-		c->jid = g_strdup(jid);
-		g_queue_init(&c->outbox);
-		c->skipped = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
-		c->untrusted = g_string_new(NULL);
+		c = manager_contact_new(jid);
 		g_hash_table_insert(m->contacts, c->jid, c);
 	}
 	return c;
@@ -131,7 +105,10 @@ void manager_notice(PurpleAccount *account, const char *jid, const char *text)
 {
 	PurpleConversation *conv;
 
-	conv = purple_find_conversation_with_account(PURPLE_CONV_TYPE_IM, jid, account);
+	/* A room's notices go into the room. */
+	conv = purple_find_conversation_with_account(PURPLE_CONV_TYPE_CHAT, jid, account);
+	if (!conv)
+		conv = purple_find_conversation_with_account(PURPLE_CONV_TYPE_IM, jid, account);
 	if (!conv)
 		conv = purple_conversation_new(PURPLE_CONV_TYPE_IM, account, jid);
 	if (conv)
@@ -141,7 +118,7 @@ void manager_notice(PurpleAccount *account, const char *jid, const char *text)
 
 /* A notice that a message was not sent, quoting its text so nothing the
  * user wrote is lost. */
-static void notice_not_sent(manager_t *m, const char *jid, const char *why, const char *text)
+void manager_notice_not_sent(manager_t *m, const char *jid, const char *why, const char *text)
 {
 	char *plain = purple_markup_strip_html(text);
 	char *esc = g_markup_escape_text(plain ? plain : "", -1);
@@ -188,7 +165,6 @@ static bool ids_contain(const uint32_t *ids, size_t n, uint32_t id)
 }
 
 static void own_list_publish(manager_t *m, const omemo_devicelist *current);
-static void contact_pump(manager_t *m, contact *c);
 
 /* Record a device list that jid published (fetched or from a PEP event). */
 /* Tell an open conversation with jid which devices came and went. */
@@ -247,7 +223,7 @@ static void devicelist_received(manager_t *m, const char *jid, const omemo_devic
 		if (!ids_contain(list->ids, list->n_ids, engine_device_id(m->engine)))
 			own_list_publish(m, list);
 	} else {
-		contact *c = contact_get(m, jid);
+		contact *c = manager_contact_get(m, jid);
 
 		c->state = list->n_ids ? DL_KNOWN : DL_NONE;
 	}
@@ -278,7 +254,7 @@ static void devicelist_fetched_cb(PurpleConnection *gc, xmpp_iq_status status, x
 		goto out;
 	own = strcmp(jid, m->own_jid) == 0;
 	if (!own) {
-		c = contact_get(m, jid);
+		c = manager_contact_get(m, jid);
 		c->fetching--;
 	}
 	if (status == XMPP_IQ_RESULT) {
@@ -303,25 +279,26 @@ static void devicelist_fetched_cb(PurpleConnection *gc, xmpp_iq_status status, x
 		c->state = DL_FAILED;
 	}
 	if (c)
-		contact_pump(m, c);
+		manager_pump(m, c);
+	muc_pump_all(m);
 out:
 	omemo_devicelist_clear(&list);
 	g_free(jid);
 }
 
-static void devicelist_fetch(manager_t *m, const char *jid)
+void manager_devicelist_fetch(manager_t *m, const char *jid)
 {
 	bool own = strcmp(jid, m->own_jid) == 0;
 	xmlnode *iq = xmpp_pubsub_items_iq(OMEMO_NODE_DEVICELIST, 0);
 
 	if (!own) {
-		contact *c = contact_get(m, jid);
+		contact *c = manager_contact_get(m, jid);
 
 		c->state = DL_FETCHING;
 		c->fetching++;
 	}
 	if (!xmpp_send_iq(m->gc, iq, own ? NULL : jid, devicelist_fetched_cb, g_strdup(jid)) && !own) {
-		contact *c = contact_get(m, jid);
+		contact *c = manager_contact_get(m, jid);
 
 		c->fetching--;
 		c->state = DL_FAILED;
@@ -482,7 +459,7 @@ static gboolean republish_cb(gpointer data)
 }
 
 /* A burst of prekey messages republishes the bundle once. */
-static void bundle_republish_soon(manager_t *m)
+void manager_bundle_republish_soon(manager_t *m)
 {
 	if (!m->republish_timer)
 		m->republish_timer =
@@ -491,21 +468,36 @@ static void bundle_republish_soon(manager_t *m)
 
 /* ---- bundles ---- */
 
-/* Own devices are remembered in a contact's skip list under this bit, so
- * they never clash with the contact's own device ids (at most 2^31-1). */
-#define OWN_DEVICE_BIT 0x80000000u
-
 typedef struct {
-	char *waiter; /* the contact whose queue waits for this bundle */
-	char *jid;    /* whose bundle: the contact's or our own */
+	char *waiter; /* the contact (or room) whose queue waits for this bundle */
+	bool room;
+	char *jid; /* whose bundle */
 	uint32_t device;
 } bundle_req;
 
-static void skip_device(contact *c, uint32_t key, const char *reason)
+static char *skip_key(const char *jid, uint32_t device)
 {
-	purple_debug_warning(LOG, "%s: device %u skipped: %s\n", c->jid, key & ~OWN_DEVICE_BIT,
-	                     reason);
-	g_hash_table_replace(c->skipped, GUINT_TO_POINTER(key), g_strdup(reason));
+	return g_strdup_printf("%s/%u", jid, device);
+}
+
+void manager_skip_device(contact *c, const char *jid, uint32_t device, const char *reason)
+{
+	skip_entry *e = g_new0(skip_entry, 1);
+
+	purple_debug_warning(LOG, "%s: device %u of %s skipped: %s\n", c->jid, device, jid, reason);
+	e->jid = g_strdup(jid);
+	e->device = device;
+	e->reason = g_strdup(reason);
+	g_hash_table_replace(c->skipped, skip_key(jid, device), e);
+}
+
+bool manager_is_skipped(contact *c, const char *jid, uint32_t device)
+{
+	char *key = skip_key(jid, device);
+	bool found = g_hash_table_contains(c->skipped, key);
+
+	g_free(key);
+	return found;
 }
 
 static void bundle_fetched_cb(PurpleConnection *gc, xmpp_iq_status status, xmlnode *iq,
@@ -515,17 +507,17 @@ static void bundle_fetched_cb(PurpleConnection *gc, xmpp_iq_status status, xmlno
 	manager_t *m = manager_for_gc(gc);
 	omemo_bundle bundle = { 0 };
 	contact *c;
-	uint32_t key;
 	int ret;
 
 	if (!m || status == XMPP_IQ_CANCELLED)
 		goto out;
-	c = contact_get(m, r->waiter);
-	key = strcmp(r->jid, m->own_jid) == 0 ? r->device | OWN_DEVICE_BIT : r->device;
+	c = r->room ? muc_waiter(m, r->waiter) : manager_contact_get(m, r->waiter);
+	if (!c) /* the room was left meanwhile */
+		goto out;
 	if (status == XMPP_IQ_TIMEOUT) {
-		skip_device(c, key, _("its key bundle did not arrive in time."));
+		manager_skip_device(c, r->jid, r->device, _("its key bundle did not arrive in time."));
 	} else if (status == XMPP_IQ_ERROR) {
-		skip_device(c, key, _("it has published no key bundle."));
+		manager_skip_device(c, r->jid, r->device, _("it has published no key bundle."));
 	} else {
 		xmlnode *ps = xmlnode_get_child_with_namespace(iq, "pubsub", XMPP_NS_PUBSUB);
 		xmlnode *items = ps ? xmlnode_get_child(ps, "items") : NULL;
@@ -538,12 +530,12 @@ static void bundle_fetched_cb(PurpleConnection *gc, xmpp_iq_status status, xmlno
 			char *why = g_strdup_printf(_("its key bundle is unusable (%s)"),
 			                            omemo_strerror(ret));
 
-			skip_device(c, key, why);
+			manager_skip_device(c, r->jid, r->device, why);
 			g_free(why);
 		}
 	}
 	c->fetching--;
-	contact_pump(m, c);
+	manager_pump(m, c);
 out:
 	omemo_bundle_clear(&bundle);
 	g_free(r->waiter);
@@ -559,6 +551,7 @@ static bool bundle_fetch(manager_t *m, contact *waiter, const char *jid, uint32_
 	bool ok;
 
 	r->waiter = g_strdup(waiter->jid);
+	r->room = waiter->room != NULL;
 	r->jid = g_strdup(jid);
 	r->device = device;
 	ok = xmpp_send_iq(m->gc, xmpp_pubsub_items_iq(node, 1), own ? NULL : jid, bundle_fetched_cb,
@@ -574,70 +567,43 @@ static bool bundle_fetch(manager_t *m, contact *waiter, const char *jid, uint32_
 
 /* ---- sending ---- */
 
-/* The devices of jid to encrypt for, without our own device: those in its
- * published device list, and those that wrote to us with a session but
- * never appeared in any list (a client whose server dropped its PEP
- * publish, as lurch on Prosody). A device the list dropped stays out. */
 static GArray *active_devices(manager_t *m, const char *jid)
 {
-	store_t *st = engine_store(m->engine);
-	store_device *devs = NULL;
-	size_t n = 0, n_sess = 0;
-	uint32_t *sess = NULL;
-	GArray *ids = g_array_new(FALSE, FALSE, sizeof(uint32_t));
 	bool own = strcmp(jid, m->own_jid) == 0;
 
-	if (store_devices_get(st, OMEMO_NS_LEGACY, jid, false, &devs, &n) == 0) {
-		for (size_t i = 0; i < n; i++)
-			if (devs[i].active && (!own || devs[i].id != engine_device_id(m->engine)))
-				g_array_append_val(ids, devs[i].id);
-	}
-	if (store_session_devices(st, OMEMO_NS_LEGACY, jid, &sess, &n_sess) == 0) {
-		for (size_t i = 0; i < n_sess; i++) {
-			bool listed = false;
-
-			for (size_t j = 0; j < n && !listed; j++)
-				listed = devs[j].id == sess[i];
-			if (!listed && (!own || sess[i] != engine_device_id(m->engine)))
-				g_array_append_val(ids, sess[i]);
-		}
-	}
-	g_free(sess);
-	g_free(devs);
-	return ids;
+	return group_active_devices(m->engine, jid, own ? engine_device_id(m->engine) : 0);
 }
 
-/* Start fetching, in parallel, the bundles of the contact's and our own
- * devices that have no session and were not skipped in this round; returns
- * how many requests went out. */
-static int fetch_missing_bundles(manager_t *m, contact *c)
+int manager_fetch_missing_bundles(manager_t *m, contact *c, const char *const *jids, size_t n)
 {
-	const char *jids[2] = { c->jid, m->own_jid };
 	int started = 0;
 
-	for (int j = 0; j < 2; j++) {
+	for (size_t j = 0; j < n; j++) {
 		GArray *ids = active_devices(m, jids[j]);
+		uint32_t *sess = NULL;
+		size_t n_sess = 0;
 
+		store_session_devices(engine_store(m->engine), OMEMO_NS_LEGACY, jids[j], &sess,
+		                      &n_sess);
 		for (guint i = 0; i < ids->len; i++) {
 			uint32_t id = g_array_index(ids, uint32_t, i);
-			uint32_t key = j ? id | OWN_DEVICE_BIT : id;
 
-			if (engine_has_session(m->engine, jids[j], id) ||
-			    g_hash_table_contains(c->skipped, GUINT_TO_POINTER(key)))
+			if (ids_contain(sess, n_sess, id) || manager_is_skipped(c, jids[j], id))
 				continue;
 			if (bundle_fetch(m, c, jids[j], id)) {
 				c->fetching++;
 				started++;
 			} else {
-				skip_device(c, key, _("we are not connected."));
+				manager_skip_device(c, jids[j], id, _("we are not connected."));
 			}
 		}
+		g_free(sess);
 		g_array_free(ids, TRUE);
 	}
 	return started;
 }
 
-static char *skipped_summary(contact *c)
+char *manager_skipped_summary(manager_t *m, contact *c)
 {
 	GString *s = g_string_new(NULL);
 	GHashTableIter it;
@@ -645,19 +611,21 @@ static char *skipped_summary(contact *c)
 
 	g_hash_table_iter_init(&it, c->skipped);
 	while (g_hash_table_iter_next(&it, &k, &v)) {
-		uint32_t key = GPOINTER_TO_UINT(k);
+		skip_entry *e = v;
 
-		if (key & OWN_DEVICE_BIT)
-			g_string_append_printf(s, _(" Your device %u: %s"), key & ~OWN_DEVICE_BIT,
-			                       (char *)v);
+		if (strcmp(e->jid, m->own_jid) == 0)
+			g_string_append_printf(s, _(" Your device %u: %s"), e->device, e->reason);
+		else if (c->room)
+			g_string_append_printf(s, _(" Device %u of %s: %s"), e->device, e->jid,
+			                       e->reason);
 		else
-			g_string_append_printf(s, _(" Device %u: %s"), key, (char *)v);
+			g_string_append_printf(s, _(" Device %u: %s"), e->device, e->reason);
 	}
 	return g_string_free(s, FALSE);
 }
 
 /* Add what the message needs on the wire around the <encrypted> element. */
-static void message_make_omemo(xmlnode *msg, xmlnode *encrypted)
+void manager_message_make_omemo(xmlnode *msg, xmlnode *encrypted)
 {
 	xmlnode *child, *next;
 	xmlnode *hint, *eme, *body;
@@ -681,11 +649,8 @@ static void message_make_omemo(xmlnode *msg, xmlnode *encrypted)
 	xmlnode_insert_data(body, FALLBACK_BODY, -1);
 }
 
-/* Encrypt plaintext for the contact and our own other devices. 0 and *out,
- * or an error (OMEMO_ERR_NO_RECIPIENTS when no device of the contact could
- * be reached). */
 /* The account's own choice when it has one, else the plugin's preference. */
-static trust_mode account_trust_mode(manager_t *m)
+trust_mode manager_trust_mode(manager_t *m)
 {
 	bool manual = purple_prefs_get_bool(MANAGER_PREF_TRUST_MANUAL);
 
@@ -700,17 +665,26 @@ static trust_state device_trust(manager_t *m, const char *jid, uint32_t id,
                                 const uint8_t ik[OMEMO_PUBKEY_LEN], const char *notice_jid)
 {
 	trust_result r;
-	int ret = trust_evaluate(engine_store(m->engine), account_trust_mode(m), jid, id, ik,
+	int ret = trust_evaluate(engine_store(m->engine), manager_trust_mode(m), jid, id, ik,
 	                         time(NULL), &r);
 
 	if (ret < 0) {
 		purple_debug_error(LOG, "trust of %s/%u: %s\n", jid, id, omemo_strerror(ret));
 		return TRUST_UNDECIDED;
 	}
-	if (r.is_new && r.state == TRUST_UNDECIDED) {
+	if (r.is_new && r.state == TRUST_UNDECIDED)
+		manager_trust_announce(m, jid, id, ik, r.key_changed, notice_jid);
+	return r.state;
+}
+
+void manager_trust_announce(manager_t *m, const char *jid, uint32_t id,
+                            const uint8_t ik[OMEMO_PUBKEY_LEN], bool key_changed,
+                            const char *where)
+{
+	{
 		char *fp = engine_fingerprint_format(ik, OMEMO_PUBKEY_LEN);
 		char *msg = g_strdup_printf(
-			r.key_changed
+			key_changed
 				? _("Device %u of %s now uses a DIFFERENT key (fingerprint %s). Nothing "
 				    "is encrypted for it until you decide: \"/omemo verify FINGERPRINT\" "
 				    "after comparing it, \"/omemo trust %u\" or \"/omemo distrust %u\".")
@@ -719,12 +693,11 @@ static trust_state device_trust(manager_t *m, const char *jid, uint32_t id,
 				    "or \"/omemo distrust %u\"."),
 			id, jid, fp ? fp : "?", id, id);
 
-		manager_notice(m->account, notice_jid, msg);
+		manager_notice(m->account, where, msg);
 		g_free(msg);
 		g_free(fp);
-		ui_ask_new_device(m->account, jid, id, ik, r.key_changed);
+		ui_ask_new_device(m->account, jid, id, ik, key_changed);
 	}
-	return r.state;
 }
 
 /* Add the devices of jid that have a session and are trusted; the others
@@ -827,7 +800,7 @@ static char *no_recipients_reason(manager_t *m, contact *c)
 		                         "devices\", then \"/omemo trust ID\" or \"/omemo verify "
 		                         "FINGERPRINT\"."),
 		                       c->jid, c->untrusted->str);
-	summary = skipped_summary(c);
+	summary = manager_skipped_summary(m, c);
 	if (*summary) {
 		why = g_strdup_printf(_("none of the devices of %s could be reached.%s"), c->jid,
 		                      summary);
@@ -868,7 +841,7 @@ static bool send_one(manager_t *m, contact *c, const char *text, bool plain)
 			why = g_strdup_printf(_("encryption failed: %s"), omemo_strerror(m->send_result));
 		else
 			why = g_strdup(_("the connection refused it."));
-		notice_not_sent(m, c->jid, why, text);
+		manager_notice_not_sent(m, c->jid, why, text);
 		g_free(why);
 		return false;
 	}
@@ -885,21 +858,25 @@ static void fail_outbox(manager_t *m, contact *c, const char *why)
 	char *text;
 
 	while ((text = g_queue_pop_head(&c->outbox))) {
-		notice_not_sent(m, c->jid, why, text);
+		manager_notice_not_sent(m, c->jid, why, text);
 		g_free(text);
 	}
 }
 
 /* Move the contact's queue forward as far as what we know allows. */
-static void contact_pump(manager_t *m, contact *c)
+void manager_pump(manager_t *m, contact *c)
 {
 	bool any_sent = false;
 	char *text;
 
+	if (c->room) {
+		muc_pump(m, c->room);
+		return;
+	}
 	if (!m->gc || c->fetching > 0 || g_queue_is_empty(&c->outbox))
 		return;
 	if (c->state == DL_UNKNOWN) {
-		devicelist_fetch(m, c->jid);
+		manager_devicelist_fetch(m, c->jid);
 		if (c->fetching > 0)
 			return;
 	}
@@ -925,8 +902,12 @@ static void contact_pump(manager_t *m, contact *c)
 		}
 		return;
 	}
-	if (fetch_missing_bundles(m, c) > 0)
-		return;
+	{
+		const char *jids[2] = { c->jid, m->own_jid };
+
+		if (manager_fetch_missing_bundles(m, c, jids, 2) > 0)
+			return;
+	}
 	if (!c->told_encrypted) {
 		manager_notice(m->account, c->jid,
 		               _("Messages in this conversation are encrypted with OMEMO."));
@@ -941,7 +922,7 @@ static void contact_pump(manager_t *m, contact *c)
 	/* Say which devices were left out of what did go; next message, try
 	 * them again. */
 	if (any_sent) {
-		char *summary = skipped_summary(c);
+		char *summary = manager_skipped_summary(m, c);
 
 		if (*summary) {
 			char *msg = g_strdup_printf(_("Some devices of %s did not get the message "
@@ -959,23 +940,27 @@ static void contact_pump(manager_t *m, contact *c)
 
 /* A message on an account whose OMEMO store is unavailable: whether its
  * conversation must be encrypted cannot be known, so it is not sent. */
-static void refuse_unavailable(PurpleAccount *account, const char *receiver, const char *text)
+bool manager_refuse_if_unavailable(PurpleAccount *account, const char *receiver, const char *text)
 {
-	char *jid = xmpp_bare_jid(receiver);
-	char *plain = purple_markup_strip_html(text);
-	char *esc = g_markup_escape_text(plain ? plain : "", -1);
-	char *msg = g_strdup_printf(_("Message NOT sent: OMEMO is unavailable for this account "
-	                              "(%s), so it cannot tell whether this conversation must be "
-	                              "encrypted. Fix or move the OMEMO database, or turn the OMEMO "
-	                              "plugin off to chat without it. It was: \"%s\""),
-	                            (const char *)g_hash_table_lookup(unavailable, account), esc);
+	char *jid, *plain, *esc, *msg;
 
+	if (!unavailable || !g_hash_table_contains(unavailable, account))
+		return false;
+	jid = xmpp_bare_jid(receiver);
+	plain = purple_markup_strip_html(text);
+	esc = g_markup_escape_text(plain ? plain : "", -1);
+	msg = g_strdup_printf(_("Message NOT sent: OMEMO is unavailable for this account "
+	                        "(%s), so it cannot tell whether this conversation must be "
+	                        "encrypted. Fix or move the OMEMO database, or turn the OMEMO "
+	                        "plugin off to chat without it. It was: \"%s\""),
+	                      (const char *)g_hash_table_lookup(unavailable, account), esc);
 	if (jid)
 		manager_notice(account, jid, msg);
 	g_free(msg);
 	g_free(esc);
 	g_free(plain);
 	g_free(jid);
+	return true;
 }
 
 void manager_sending_im(PurpleAccount *account, const char *receiver, char **message)
@@ -985,8 +970,7 @@ void manager_sending_im(PurpleAccount *account, const char *receiver, char **mes
 	char *jid;
 	contact *c;
 
-	if (!m && message && *message && unavailable && g_hash_table_contains(unavailable, account)) {
-		refuse_unavailable(account, receiver, *message);
+	if (!m && message && *message && manager_refuse_if_unavailable(account, receiver, *message)) {
 		g_free(*message);
 		*message = NULL;
 		return;
@@ -996,7 +980,7 @@ void manager_sending_im(PurpleAccount *account, const char *receiver, char **mes
 	jid = xmpp_bare_jid(receiver);
 	if (!jid)
 		return;
-	c = contact_get(m, jid);
+	c = manager_contact_get(m, jid);
 	g_free(jid);
 	mode = manager_get_mode(m, c->jid);
 	/* Plain by choice, or a contact known to have no OMEMO, with nothing
@@ -1017,7 +1001,7 @@ void manager_sending_im(PurpleAccount *account, const char *receiver, char **mes
 	}
 	g_queue_push_tail(&c->outbox, *message);
 	*message = NULL;
-	contact_pump(m, c);
+	manager_pump(m, c);
 }
 
 static bool is_chat_message_with_body(xmlnode *msg)
@@ -1037,14 +1021,21 @@ void manager_sending(PurpleConnection *gc, xmlnode **packet)
 	contact *c;
 	int ret;
 
-	if (!m && msg && !xmpp_sending_own() && is_chat_message_with_body(msg) && unavailable &&
-	    g_hash_table_contains(unavailable, purple_connection_get_account(gc))) {
+	/* Group messages too: nothing is known to be safe in plaintext. */
+	if (!m && msg && !xmpp_sending_own() && g_strcmp0(msg->name, "message") == 0 &&
+	    g_strcmp0(xmlnode_get_attrib(msg, "type"), "error") != 0 &&
+	    xmlnode_get_child(msg, "body")) {
 		char *plain = xmlnode_get_data(xmlnode_get_child(msg, "body"));
 
-		refuse_unavailable(purple_connection_get_account(gc), xmlnode_get_attrib(msg, "to"),
-		                   plain ? plain : "");
+		if (manager_refuse_if_unavailable(purple_connection_get_account(gc),
+		                                  xmlnode_get_attrib(msg, "to"), plain ? plain : ""))
+			xmpp_neutralize(gc, msg);
 		g_free(plain);
-		xmpp_neutralize(gc, msg);
+		return;
+	}
+	if (m && msg && !xmpp_sending_own() && g_strcmp0(msg->name, "message") == 0 &&
+	    g_strcmp0(xmlnode_get_attrib(msg, "type"), "groupchat") == 0) {
+		muc_sending(m, msg);
 		return;
 	}
 	if (!m || !msg || xmpp_sending_own() || !is_chat_message_with_body(msg))
@@ -1052,7 +1043,7 @@ void manager_sending(PurpleConnection *gc, xmlnode **packet)
 	jid = xmpp_bare_jid(xmlnode_get_attrib(msg, "to"));
 	if (!jid)
 		return;
-	c = contact_get(m, jid);
+	c = manager_contact_get(m, jid);
 	g_free(jid);
 	if (m->sending_to == c) {
 		if (m->send_plain_ok)
@@ -1061,7 +1052,7 @@ void manager_sending(PurpleConnection *gc, xmlnode **packet)
 		ret = encrypt_for(m, c, text ? text : "", &enc);
 		g_free(text);
 		if (ret == 0) {
-			message_make_omemo(msg, enc);
+			manager_message_make_omemo(msg, enc);
 		} else {
 			m->send_result = ret;
 			xmpp_neutralize(gc, msg);
@@ -1078,9 +1069,9 @@ void manager_sending(PurpleConnection *gc, xmlnode **packet)
 		              ? encrypt_for(m, c, plain ? plain : "", &enc)
 		              : OMEMO_ERR_NO_RECIPIENTS;
 		if (ret == 0) {
-			message_make_omemo(msg, enc);
+			manager_message_make_omemo(msg, enc);
 		} else {
-			notice_not_sent(m, c->jid,
+			manager_notice_not_sent(m, c->jid,
 			                _("a message not typed here would have left unencrypted."),
 			                plain ? plain : "");
 			xmpp_neutralize(gc, msg);
@@ -1117,7 +1108,7 @@ static void send_key_transport(manager_t *m, const char *jid, uint32_t device)
 	xmlnode_free(stanza);
 }
 
-static void replace_body(xmlnode *msg, const char *text)
+void manager_replace_body(xmlnode *msg, const char *text)
 {
 	xmlnode *child, *next, *body;
 
@@ -1138,7 +1129,8 @@ static void replace_body(xmlnode *msg, const char *text)
 
 /* Decrypt an <encrypted> message from jid in place. Returns true when the
  * stanza should be consumed (key transport, or a failure already told). */
-static bool receive_encrypted(manager_t *m, const char *jid, xmlnode *msg, xmlnode *enc)
+bool manager_receive_encrypted(manager_t *m, const char *jid, xmlnode *msg, xmlnode *enc,
+                               const char *where)
 {
 	omemo_message parsed = { 0 };
 	engine_decrypted d = { 0 };
@@ -1175,7 +1167,7 @@ static bool receive_encrypted(manager_t *m, const char *jid, xmlnode *msg, xmlno
 			notice = g_strdup_printf(_("An encrypted message from %s could not be "
 			                           "decrypted: %s"),
 			                         jid, omemo_strerror(ret));
-		manager_notice(m->account, jid, notice);
+		manager_notice(m->account, where, notice);
 		g_free(notice);
 		omemo_message_clear(&parsed);
 		return true;
@@ -1187,7 +1179,7 @@ static bool receive_encrypted(manager_t *m, const char *jid, xmlnode *msg, xmlno
 		/* Answer at once so the sender stops sending prekey messages,
 		 * and offer a fresh prekey in place of the used one. */
 		send_key_transport(m, jid, parsed.sid);
-		bundle_republish_soon(m);
+		manager_bundle_republish_soon(m);
 	}
 	omemo_message_clear(&parsed);
 	if (d.key_transport) {
@@ -1198,10 +1190,10 @@ static bool receive_encrypted(manager_t *m, const char *jid, xmlnode *msg, xmlno
 	 * itself, as for any message. A device we do not trust gets its
 	 * messages marked, so the user knows whom they may be from. */
 	{
-		trust_state st = device_trust(m, jid, parsed_sid, d.sender_ik, jid);
+		trust_state st = device_trust(m, jid, parsed_sid, d.sender_ik, where);
 
 		if (trust_is_trusted(st)) {
-			replace_body(msg, (const char *)d.plaintext);
+			manager_replace_body(msg, (const char *)d.plaintext);
 		} else if (st == TRUST_DISTRUSTED &&
 		           purple_prefs_get_bool(MANAGER_PREF_HIDE_DISTRUSTED)) {
 			char *notice = g_strdup_printf(
@@ -1209,7 +1201,7 @@ static bool receive_encrypted(manager_t *m, const char *jid, xmlnode *msg, xmlno
 				  "shown (see the OMEMO preferences)."),
 				parsed_sid, jid);
 
-			manager_notice(m->account, jid, notice);
+			manager_notice(m->account, where, notice);
 			g_free(notice);
 			engine_decrypted_clear(&d);
 			return true;
@@ -1217,7 +1209,7 @@ static bool receive_encrypted(manager_t *m, const char *jid, xmlnode *msg, xmlno
 			char *marked = g_strdup_printf(_("[from device %u, %s] %s"), parsed_sid,
 			                               trust_state_name(st), (const char *)d.plaintext);
 
-			replace_body(msg, marked);
+			manager_replace_body(msg, marked);
 			g_free(marked);
 		}
 	}
@@ -1330,7 +1322,7 @@ static bool receive_carbon(manager_t *m, xmlnode *stanza, xmlnode *wrapper, bool
 		 * come to us. */
 		unwrap_carbon(stanza, inner);
 		enc = xmlnode_get_child_with_namespace(stanza, "encrypted", OMEMO_NS_LEGACY);
-		ok = enc ? receive_encrypted(m, peer, stanza, enc) : false;
+		ok = enc ? manager_receive_encrypted(m, peer, stanza, enc, peer) : false;
 		g_free(peer);
 		return ok;
 	}
@@ -1369,7 +1361,7 @@ static bool receive_carbon(manager_t *m, xmlnode *stanza, xmlnode *wrapper, bool
 			g_free(notice);
 		}
 		if (ret == 0 && d.prekey)
-			bundle_republish_soon(m);
+			manager_bundle_republish_soon(m);
 		engine_decrypted_clear(&d);
 		omemo_message_clear(&parsed);
 	} else {
@@ -1408,6 +1400,10 @@ bool manager_receiving(PurpleConnection *gc, xmlnode **packet)
 		return false;
 	if (xmpp_handle_reply(gc, stanza))
 		return true;
+	if (m && g_strcmp0(stanza->name, "presence") == 0) {
+		muc_presence(m, stanza);
+		return false;
+	}
 	if (!m || g_strcmp0(stanza->name, "message") != 0)
 		return false;
 	from = xmlnode_get_attrib(stanza, "from");
@@ -1428,15 +1424,17 @@ bool manager_receiving(PurpleConnection *gc, xmlnode **packet)
 		handle_pep_event(m, from, event);
 		return false;
 	}
-	if (g_strcmp0(type, "groupchat") == 0 || g_strcmp0(type, "error") == 0)
+	if (g_strcmp0(type, "groupchat") == 0)
+		return muc_receiving(m, stanza);
+	if (g_strcmp0(type, "error") == 0)
 		return false;
 	enc = xmlnode_get_child_with_namespace(stanza, "encrypted", OMEMO_NS_LEGACY);
 	jid = xmpp_bare_jid(from);
 	if (!jid)
 		return false;
 	if (enc) {
-		consume = receive_encrypted(m, jid, stanza, enc);
-	} else if (xmlnode_get_child(stanza, "body") && should_encrypt(m, contact_get(m, jid))) {
+		consume = manager_receive_encrypted(m, jid, stanza, enc, jid);
+	} else if (xmlnode_get_child(stanza, "body") && should_encrypt(m, manager_contact_get(m, jid))) {
 		manager_notice(m->account, jid,
 		               _("The next message was sent WITHOUT encryption, although OMEMO is on "
 		                 "in this conversation."));
@@ -1494,7 +1492,8 @@ void manager_account_connected(PurpleConnection *gc)
 	m->account = account;
 	m->gc = gc;
 	m->own_jid = own;
-	m->contacts = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, contact_free);
+	m->contacts = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, manager_contact_free);
+	m->rooms = muc_rooms_new();
 	ret = engine_open(path, own, &m->engine);
 	g_free(path);
 	if (ret < 0) {
@@ -1508,13 +1507,14 @@ void manager_account_connected(PurpleConnection *gc)
 			unavailable = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
 		g_hash_table_replace(unavailable, account, g_strdup(omemo_strerror(ret)));
 		g_hash_table_destroy(m->contacts);
+		g_hash_table_destroy(m->rooms);
 		g_free(m->own_jid);
 		g_free(m);
 		return;
 	}
 	g_hash_table_insert(managers, account, m);
 	purple_debug_info(LOG, "%s: device %u\n", own, engine_device_id(m->engine));
-	devicelist_fetch(m, own);
+	manager_devicelist_fetch(m, own);
 	bundle_publish(m);
 	if (purple_prefs_get_bool(MANAGER_PREF_CARBONS))
 		carbons_enable(m);
@@ -1532,9 +1532,11 @@ static void manager_free(manager_t *m)
 		fail_outbox(m, c, _("the account went offline."));
 	}
 	g_list_free(all);
+	muc_fail_all(m, _("the account went offline."));
 	if (m->republish_timer)
 		purple_timeout_remove(m->republish_timer);
 	g_hash_table_destroy(m->contacts);
+	g_hash_table_destroy(m->rooms);
 	engine_close(m->engine);
 	g_free(m->own_jid);
 	g_free(m);
@@ -1575,7 +1577,7 @@ void manager_shutdown(void)
 
 bool manager_describe(manager_t *m, const char *jid, char **why)
 {
-	contact *c = contact_get(m, jid);
+	contact *c = manager_contact_get(m, jid);
 	GArray *theirs = active_devices(m, jid);
 	bool on = should_encrypt(m, c);
 	GString *s = g_string_new(NULL);

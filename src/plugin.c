@@ -21,6 +21,7 @@
 #include "err.h"
 #include "i18n.h"
 #include "manager.h"
+#include "muc.h"
 #include "payload.h"
 #include "ui.h"
 #include "xmpp.h"
@@ -109,6 +110,8 @@ static gboolean plugin_load_cb(PurplePlugin *plugin)
 			      PURPLE_CALLBACK(sending_xmlnode_cb), NULL);
 	purple_signal_connect(purple_conversations_get_handle(), "sending-im-msg", plugin,
 			      PURPLE_CALLBACK(sending_im_cb), NULL);
+	purple_signal_connect(purple_conversations_get_handle(), "sending-chat-msg", plugin,
+			      PURPLE_CALLBACK(muc_sending_chat), NULL);
 	purple_signal_connect(purple_connections_get_handle(), "signed-on", plugin,
 			      PURPLE_CALLBACK(signed_on_cb), NULL);
 	purple_signal_connect(purple_connections_get_handle(), "signing-off", plugin,

@@ -45,20 +45,15 @@ bool trust_has_verified(store_t *store, const char *jid)
 	return any;
 }
 
-int trust_evaluate(store_t *store, trust_mode mode, const char *jid, uint32_t device,
-                   const uint8_t ik[OMEMO_PUBKEY_LEN], int64_t now, trust_result *out)
+int trust_evaluate_rows(store_t *store, trust_mode mode, const char *jid, uint32_t device,
+                        const uint8_t ik[OMEMO_PUBKEY_LEN], const store_trust_row *rows, size_t n,
+                        int64_t now, trust_result *out)
 {
-	store_trust_row *rows = NULL;
-	size_t n = 0;
 	bool verified_any = false, other_key = false;
-	int ret;
 
-	if (!store || !jid || !ik || !out)
+	if (!store || !jid || !ik || !out || (n && !rows))
 		return OMEMO_ERR_INVALID_ARG;
 	memset(out, 0, sizeof(*out));
-	ret = store_trust_list(store, jid, &rows, &n);
-	if (ret < 0)
-		return ret;
 	for (size_t i = 0; i < n; i++) {
 		if (rows[i].state == TRUST_VERIFIED)
 			verified_any = true;
@@ -66,13 +61,10 @@ int trust_evaluate(store_t *store, trust_mode mode, const char *jid, uint32_t de
 			continue;
 		if (memcmp(rows[i].key, ik, OMEMO_PUBKEY_LEN) == 0) {
 			out->state = (trust_state)rows[i].state;
-			g_free(rows);
 			return 0;
 		}
 		other_key = true;
 	}
-	g_free(rows);
-
 	/* First sight of this key for this device. */
 	out->is_new = true;
 	out->key_changed = other_key;
@@ -81,6 +73,22 @@ int trust_evaluate(store_t *store, trust_mode mode, const char *jid, uint32_t de
 	else
 		out->state = TRUST_BLIND;
 	return store_trust_set(store, jid, device, ik, OMEMO_PUBKEY_LEN, out->state, now);
+}
+
+int trust_evaluate(store_t *store, trust_mode mode, const char *jid, uint32_t device,
+                   const uint8_t ik[OMEMO_PUBKEY_LEN], int64_t now, trust_result *out)
+{
+	store_trust_row *rows = NULL;
+	size_t n = 0;
+	int ret;
+
+	if (!store || !jid || !ik || !out)
+		return OMEMO_ERR_INVALID_ARG;
+	ret = store_trust_list(store, jid, &rows, &n);
+	if (ret == 0)
+		ret = trust_evaluate_rows(store, mode, jid, device, ik, rows, n, now, out);
+	g_free(rows);
+	return ret;
 }
 
 int trust_set(store_t *store, const char *jid, uint32_t device,

@@ -999,6 +999,16 @@ static void client_emit_drop_patterns(void)
 	event_emit(ev);
 }
 
+static void client_chat_joined_cb(PurpleConversation *conv, gpointer data)
+{
+	GString *ev = event_begin(data != NULL ? "chat-left" : "chat-joined");
+
+	event_add_str(ev, "room", purple_conversation_get_name(conv));
+	if (data == NULL)
+		event_add_str(ev, "nick", purple_conv_chat_get_nick(PURPLE_CONV_CHAT(conv)));
+	event_emit(ev);
+}
+
 static int client_connect_signals(void)
 {
 	PurplePlugin *jabber = purple_find_prpl(CLIENT_PRPL_ID);
@@ -1017,6 +1027,11 @@ static int client_connect_signals(void)
 			      PURPLE_CALLBACK(client_buddy_presence_cb), GINT_TO_POINTER(TRUE));
 	purple_signal_connect(blist, "buddy-signed-off", &client_signal_handle,
 			      PURPLE_CALLBACK(client_buddy_presence_cb), GINT_TO_POINTER(FALSE));
+	purple_signal_connect(purple_conversations_get_handle(), "chat-joined",
+			      &client_signal_handle, PURPLE_CALLBACK(client_chat_joined_cb), NULL);
+	purple_signal_connect(purple_conversations_get_handle(), "chat-left",
+			      &client_signal_handle, PURPLE_CALLBACK(client_chat_joined_cb),
+			      GINT_TO_POINTER(TRUE));
 	/* Last, so the text reported is what goes on the wire after every
 	 * other handler had its say. */
 	purple_signal_connect_priority(jabber, "jabber-sending-text", &client_signal_handle,
@@ -1129,6 +1144,86 @@ static void client_cmd_cmd(char *args)
 	conv = client_get_im(jid);
 	if (conv == NULL) {
 		event_emit_error("cmd: not connected");
+		return;
+	}
+	decoded = client_decode_text(line[0] == '/' ? line + 1 : line);
+	markup = g_markup_escape_text(decoded, -1);
+	status = purple_cmd_do_command(conv, decoded, markup, &error);
+	ev = event_begin("cmd-result");
+	event_add_int(ev, "status", status);
+	event_add_str(ev, "command", decoded);
+	event_add_str(ev, "error", error);
+	event_emit(ev);
+	g_free(error);
+	g_free(markup);
+	g_free(decoded);
+}
+
+/* The chat conversation of a joined room, by its bare JID. */
+static PurpleConversation *client_get_chat(const char *room)
+{
+	return purple_find_conversation_with_account(PURPLE_CONV_TYPE_CHAT, room, client_account);
+}
+
+static void client_cmd_join(char *args)
+{
+	PurpleConnection *gc = purple_account_get_connection(client_account);
+	char *nick, *room = client_split_word(args, &nick);
+	char *at = strchr(room, '@');
+	GHashTable *components;
+
+	if (*room == '\0' || *nick == '\0' || at == NULL) {
+		event_emit_error("usage: join ROOM@SERVICE NICK");
+		return;
+	}
+	if (gc == NULL || !PURPLE_CONNECTION_IS_CONNECTED(gc)) {
+		event_emit_error("join: not connected");
+		return;
+	}
+	components = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+	g_hash_table_insert(components, g_strdup("room"), g_strndup(room, (gsize)(at - room)));
+	g_hash_table_insert(components, g_strdup("server"), g_strdup(at + 1));
+	g_hash_table_insert(components, g_strdup("handle"), g_strdup(nick));
+	serv_join_chat(gc, components);
+	g_hash_table_destroy(components);
+}
+
+static void client_cmd_leave(char *args)
+{
+	PurpleConversation *conv = client_get_chat(args);
+
+	if (conv == NULL) {
+		event_emit_error("leave: not in that room");
+		return;
+	}
+	purple_conversation_destroy(conv);
+}
+
+static void client_cmd_chat_send(char *args)
+{
+	char *text, *room = client_split_word(args, &text);
+	PurpleConversation *conv = client_get_chat(room);
+	char *decoded;
+
+	if (conv == NULL || *text == '\0') {
+		event_emit_error("chat-send: not in that room, or no text");
+		return;
+	}
+	decoded = client_decode_text(text);
+	purple_conv_chat_send(PURPLE_CONV_CHAT(conv), decoded);
+	g_free(decoded);
+}
+
+static void client_cmd_chat_cmd(char *args)
+{
+	char *line, *room = client_split_word(args, &line);
+	PurpleConversation *conv = client_get_chat(room);
+	char *decoded, *markup, *error = NULL;
+	PurpleCmdStatus status;
+	GString *ev;
+
+	if (conv == NULL || *line == '\0') {
+		event_emit_error("chat-cmd: not in that room, or no command");
 		return;
 	}
 	decoded = client_decode_text(line[0] == '/' ? line + 1 : line);
@@ -1494,6 +1589,14 @@ static void client_run_command(char *line)
 			client_add_buddy(args);
 		else
 			event_emit_error("add: not connected");
+	} else if (strcmp(name, "join") == 0) {
+		client_cmd_join(args);
+	} else if (strcmp(name, "leave") == 0 && *args != '\0') {
+		client_cmd_leave(args);
+	} else if (strcmp(name, "chat-send") == 0) {
+		client_cmd_chat_send(args);
+	} else if (strcmp(name, "chat-cmd") == 0) {
+		client_cmd_chat_cmd(args);
 	} else if (strcmp(name, "raw") == 0 && *args != '\0') {
 		client_cmd_raw(args);
 	} else if (strcmp(name, "load") == 0 && *args != '\0') {

@@ -416,6 +416,25 @@ class Client(Endpoint):
     def add(self, jid):
         self.write("add " + jid)
 
+    # Group chats (XEP-0045): ROOM is the room's bare JID.
+    def join(self, room, nick, timeout=DEFAULT_TIMEOUT):
+        """Joins and waits until libpurple has the room open."""
+        since = self.mark()
+        self.write("join %s %s" % (room, nick))
+        return self.wait_for("chat-joined", room=room, since=since, timeout=timeout)
+
+    def leave(self, room):
+        self.write("leave " + room)
+
+    def chat_send(self, room, text):
+        self.write("chat-send %s %s" % (room, escape_line(html.escape(text, False))))
+
+    def chat_cmd(self, room, line, timeout=DEFAULT_TIMEOUT):
+        """Runs a /command in the room's conversation; returns cmd-result."""
+        since = self.mark()
+        self.write("chat-cmd %s %s" % (room, escape_line(line)))
+        return self.wait_for("cmd-result", since=since, timeout=timeout)
+
     def raw(self, xml):
         self.write("raw " + escape_line(xml))
 
@@ -547,6 +566,34 @@ class Peer(Endpoint):
 
     def subscribe(self, jid):
         self.command("subscribe " + jid)
+
+    # Group chats; see peer.py for the events.
+    def join(self, room, nick, timeout=30):
+        since = self.mark()
+        self.command("join %s %s" % (room, nick))
+        return self.wait_for("joined", room=room, since=since, timeout=timeout)
+
+    def configure(self, room, timeout=30, **fields):
+        since = self.mark()
+        self.command("configure %s %s" % (room, " ".join(
+            "%s=%s" % (k.replace("__", "#"), v) for k, v in fields.items())))
+        return self.wait_for(lambda e: e.get("event") in ("configured", "error"),
+                             since=since, timeout=timeout)
+
+    def affiliate(self, room, jid, affiliation, timeout=30):
+        since = self.mark()
+        self.command("affiliate %s %s %s" % (room, jid, affiliation))
+        return self.wait_for(lambda e: e.get("event") in ("affiliated", "error"),
+                             since=since, timeout=timeout)
+
+    def gsend(self, room, text):
+        self.command("gsend %s %s" % (room, text))
+
+    def gsend_plain(self, room, text):
+        self.command("gsend-plain %s %s" % (room, text))
+
+    def leave(self, room):
+        self.command("leave " + room)
 
     add = subscribe
 
