@@ -22,13 +22,18 @@
 
 #include "engine.h"
 #include "err.h"
+#include "group.h"
 #include "payload.h"
 #include "signal_compat.h"
 #include "store.h"
+#include "wire.h"
 
 #define ALICE "alice@example.org"
 #define BOB "bob@example.org"
 #define MAX_DEVICES 1000
+/* The room of the group-chat figure: members of devices each. */
+#define ROOM_MEMBERS 50
+#define ROOM_DEVICES 3
 
 static double wall_us(void)
 {
@@ -121,13 +126,13 @@ static engine_t *open_engine(const char *dir, const char *name, const char *jid)
  * as coming from device k) completes it, so later messages are ordinary
  * WhisperMessages as in a long-running conversation.
  */
-static void establish(engine_t *a, engine_t *peer, int n)
+static void establish_jid(engine_t *a, engine_t *peer, const char *jid, int n)
 {
 	omemo_bundle bundle;
 	int ret;
 
 	for (int k = 1; k <= n; k++) {
-		omemo_address to = { BOB, (uint32_t)k };
+		omemo_address to = { jid, (uint32_t)k };
 		omemo_address back = { ALICE, engine_device_id(a) };
 		omemo_message m, r;
 		engine_decrypted d;
@@ -135,7 +140,7 @@ static void establish(engine_t *a, engine_t *peer, int n)
 
 		if ((ret = engine_get_bundle(peer, &bundle)) < 0)
 			die("engine_get_bundle", ret);
-		if ((ret = engine_build_session(a, BOB, (uint32_t)k, &bundle)) < 0)
+		if ((ret = engine_build_session(a, jid, (uint32_t)k, &bundle)) < 0)
 			die("engine_build_session", ret);
 		omemo_bundle_clear(&bundle);
 		if ((ret = engine_encrypt(a, (const uint8_t *)"hi", 2, &to, 1, &m, NULL)) < 0)
@@ -148,13 +153,93 @@ static void establish(engine_t *a, engine_t *peer, int n)
 		if ((ret = engine_encrypt(peer, NULL, 0, &back, 1, &r, NULL)) < 0)
 			die("engine_encrypt (peer)", ret);
 		r.sid = (uint32_t)k;
-		if ((ret = engine_decrypt(a, BOB, &r, &d)) < 0)
+		if ((ret = engine_decrypt(a, jid, &r, &d)) < 0)
 			die("engine_decrypt", ret);
 		engine_decrypted_clear(&d);
 		omemo_message_clear(&r);
 		if (k % 50 == 0 && (ret = engine_maintain(peer, time(NULL), &changed)) < 0)
 			die("engine_maintain", ret);
 	}
+}
+
+static void establish(engine_t *a, engine_t *peer, int n)
+{
+	establish_jid(a, peer, BOB, n);
+}
+
+/*
+ * One message to a room of ROOM_MEMBERS members with ROOM_DEVICES devices
+ * each, all with sessions, as the plugin sends it: who the recipients are
+ * (device lists, sessions, identity keys and trust from the store), the
+ * encryption in one transaction, and the <encrypted> element serialised.
+ */
+static void bench_group(engine_t *a, engine_t *peer, int reps)
+{
+	const char *text = "The quick brown fox jumps over the lazy dog, twice over.";
+	char *jids[ROOM_MEMBERS + 1];
+	uint32_t ids[ROOM_DEVICES];
+	timing t;
+	store_stats s0, s1;
+	int ret;
+
+	for (int k = 0; k < ROOM_DEVICES; k++)
+		ids[k] = (uint32_t)k + 1;
+	for (int j = 0; j < ROOM_MEMBERS; j++) {
+		jids[j] = g_strdup_printf("member%02d@example.org", j);
+		establish_jid(a, peer, jids[j], ROOM_DEVICES);
+		ret = store_devices_update(engine_store(a), OMEMO_NS_LEGACY, jids[j], ids,
+		                           ROOM_DEVICES, time(NULL));
+		if (ret < 0)
+			die("store_devices_update", ret);
+	}
+	jids[ROOM_MEMBERS] = g_strdup(ALICE);
+	timing_init(&t, reps);
+	for (int r = -1; r < reps; r++) {
+		GArray *cands = NULL;
+		omemo_address rcpts[ROOM_MEMBERS * ROOM_DEVICES];
+		omemo_message m;
+		xmlnode *node;
+		char *xml;
+		size_t n = 0;
+
+		/* The first round decides the trust of the new keys (blind
+		 * trust, as the plugin's default) and is not timed. */
+		if (r == 0)
+			store_get_stats(engine_store(a), &s0);
+		if (r >= 0)
+			timing_start(&t);
+		ret = group_candidates(a, TRUST_MODE_BTBV, (const char *const *)jids,
+		                       ROOM_MEMBERS + 1, time(NULL), &cands);
+		if (ret < 0)
+			die("group_candidates", ret);
+		for (guint i = 0; i < cands->len; i++) {
+			group_device *d = &g_array_index(cands, group_device, i);
+
+			if (d->has_session && trust_is_trusted(d->trust.state)) {
+				rcpts[n].jid = d->jid;
+				rcpts[n].device_id = d->device;
+				n++;
+			}
+		}
+		ret = engine_encrypt(a, (const uint8_t *)text, strlen(text), rcpts, n, &m, NULL);
+		if (ret < 0)
+			die("engine_encrypt (room)", ret);
+		node = wire_build_encrypted(&m);
+		xml = xmlnode_to_str(node, NULL);
+		if (r >= 0)
+			timing_stop(&t);
+		if (n != ROOM_MEMBERS * ROOM_DEVICES || m.n_keys != n)
+			die("the room's recipients", OMEMO_ERR_NO_SESSION);
+		g_free(xml);
+		xmlnode_free(node);
+		omemo_message_clear(&m);
+		g_array_free(cands, TRUE);
+	}
+	store_get_stats(engine_store(a), &s1);
+	timing_print(&t, "group message: 50 members x 3 devices (recipients, encrypt, XML)",
+	             (double)(s1.commits - s0.commits) / reps);
+	for (int j = 0; j <= ROOM_MEMBERS; j++)
+		g_free(jids[j]);
 }
 
 static void bench_encrypt(engine_t *a, int n, int reps)
@@ -596,6 +681,7 @@ int main(int argc, char **argv)
 	printf("|---|---|---|---|\n");
 	for (size_t i = 0; i < G_N_ELEMENTS(sizes); i++)
 		bench_encrypt(a, sizes[i], sizes[i] >= 1000 ? (quick ? 3 : 11) : reps);
+	bench_group(a, peer, reps);
 	bench_commit(a, quick ? 20 : 201);
 	bench_decrypt(dir, quick ? 20 : 201);
 	bench_build_session(a, peer, reps);
