@@ -107,3 +107,172 @@ def scenario_muc_two_plugins_read_each_other(ctx):
     shown = [e for e in alice.events if e.get("event") == "conv" and
              e.get("plain") == "hello room, secretly"]
     assert len(shown) == 1, "own message shown %d times" % len(shown)
+
+
+def keys_for(xml):
+    """The rid of every <key> in an <encrypted> message."""
+    el = parse_xml(xml)
+    out = set()
+    for key in el.iter("key"):
+        out.add(int(key.get("rid")))
+    return out
+
+
+def device_id_of(client):
+    """The device id the plugin logged at sign-on."""
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        for line in client.debug_log().splitlines():
+            if "omemo: %s: device " % client.bare in line:
+                return int(line.rsplit(" ", 1)[1])
+        time.sleep(0.1)
+    raise AssertionError("%s logged no device id" % client.name)
+
+
+def notices(client, room, since=None, contains=""):
+    return [e["plain"] for e in client.find("conv", since=since, conv=room)
+            if "system" in e.get("flags", []) and contains in e.get("plain", "")]
+
+
+def scenario_muc_semianonymous_room_refuses_omemo(ctx):
+    room = "semi@" + MUC
+    alice = ctx.client("alice", plugins=[OMEMO_PLUGIN])
+    bob = ctx.client("bob", plugins=[OMEMO_PLUGIN])
+    alice.wait_signed_on()
+    bob.wait_signed_on()
+    client_make_room(alice, room, "Alice", whois="moderators", membersonly=False)
+    since = alice.mark()
+    bob.join(room, "Bob")
+    alice.wait_for("conv", type="chat", plain__contains="entered the room", since=since,
+                   timeout=15)
+    # Bob, a participant, cannot see real JIDs: "/omemo on" explains why not.
+    bob.sync()
+    time.sleep(0.5)   # the room's disco#info answer
+    res = bob.chat_cmd(room, "/omemo on")
+    assert res["status"] == 0, res
+    bob.wait_for("conv", conv=room, plain__contains="OMEMO cannot be turned on here")
+    bob.wait_for("conv", conv=room, plain__contains="non-anonymous room")
+    bob.chat_cmd(room, "/omemo status")
+    bob.wait_for("conv", conv=room, plain__contains="is NOT non-anonymous")
+    # Automatic mode: the room is not private, so messages go in plaintext,
+    # and the user is told so.
+    bob.chat_send(room, "plain hello")
+    alice.wait_for("conv", type="chat", who="Bob", plain="plain hello", timeout=15)
+    assert notices(bob, room, contains="NOT encrypted"), "no plaintext notice"
+
+
+def scenario_muc_room_turning_anonymous_stops_sending(ctx):
+    room = "turns@" + MUC
+    alice = ctx.client("alice", plugins=[OMEMO_PLUGIN])
+    bob = ctx.client("bob", plugins=[OMEMO_PLUGIN])
+    alice.wait_signed_on()
+    bob.wait_signed_on()
+    wait_published(alice)
+    wait_published(bob)
+    client_make_room(alice, room, "Alice", members=[bob.bare])
+    bob.join(room, "Bob")
+    alice.wait_for("conv", type="chat", plain__contains="Bob [bob@localhost", timeout=15)
+    bob.chat_send(room, "first, encrypted")
+    alice.wait_for("conv", type="chat", who="Bob", plain="first, encrypted", timeout=30)
+    # The owner makes the room semi-anonymous: Bob's plugin must stop.
+    since = bob.mark()
+    client_iq(alice, room, "<query xmlns='%s'>%s</query>" % (NS_OWNER, config_form({
+        "muc#roomconfig_whois": "moderators"})), "cfg2")
+    bob.wait_for("xml-in", xml__contains="173", since=since, timeout=15)
+    bob.wait_for("conv", conv=room, plain__contains="OMEMO cannot be used in this room",
+                 since=since, timeout=15)
+    since = bob.mark()
+    since_a = alice.mark()
+    bob.chat_send(room, "second, must not leak")
+    bob.wait_for("conv", conv=room, plain__contains='It was: "second, must not leak"',
+                 since=since, timeout=15)
+    bob.sync()
+    for xml in bob.xml_out("<message", since=since):
+        assert "must not leak" not in xml, "plaintext left: %s" % xml
+    assert not alice.find("conv", since=since_a, plain__contains="must not leak")
+
+
+def scenario_muc_join_and_leave_change_recipients(ctx):
+    room = "open@" + MUC
+    alice = ctx.client("alice", plugins=[OMEMO_PLUGIN])
+    bob = ctx.client("bob", plugins=[OMEMO_PLUGIN])
+    dave = ctx.client("dave", plugins=[OMEMO_PLUGIN])
+    for c in (alice, bob, dave):
+        c.wait_signed_on()
+    for c in (alice, bob, dave):
+        wait_published(c)
+    # Non-anonymous but open: dave is no member, only an occupant while
+    # he is in the room.
+    client_make_room(alice, room, "Alice", members=[bob.bare], membersonly=False)
+    res = alice.chat_cmd(room, "/omemo on")
+    assert res["status"] == 0
+    alice.wait_for("conv", conv=room, plain__contains="not members-only")
+    bob.join(room, "Bob")
+    bob.chat_cmd(room, "/omemo on")
+    alice.wait_for("conv", type="chat", plain__contains="Bob [bob@localhost", timeout=15)
+    alice.chat_send(room, "before dave")
+    bob.wait_for("conv", type="chat", who="Alice", plain="before dave", timeout=30)
+    dave_id = device_id_of(dave)
+    dave.join(room, "Dave")
+    alice.wait_for("conv", type="chat", plain__contains="Dave [dave@localhost", timeout=15)
+    since = alice.mark()
+    alice.chat_send(room, "hello dave")
+    dave.wait_for("conv", type="chat", who="Alice", plain="hello dave", timeout=30)
+    bob.wait_for("conv", type="chat", who="Alice", plain="hello dave", timeout=30)
+    sent = groupchat_out(alice, room, since)
+    assert any(dave_id in keys_for(xml) for xml, _ in sent), "no key for dave's device"
+    dave.leave(room)
+    alice.wait_for("conv", type="chat", plain__contains="Dave left", timeout=15)
+    since = alice.mark()
+    alice.chat_send(room, "after dave left")
+    bob.wait_for("conv", type="chat", who="Alice", plain="after dave left", timeout=30)
+    alice.sync()
+    sent = groupchat_out(alice, room, since)
+    assert sent and all(dave_id not in keys_for(xml) for xml, _ in sent), \
+        "dave still encrypted to after leaving"
+
+
+def scenario_muc_member_without_omemo_is_named_and_setting_decides(ctx):
+    room = "mixed@" + MUC
+    alice = ctx.client("alice", plugins=[OMEMO_PLUGIN])
+    bob = ctx.client("bob", plugins=[OMEMO_PLUGIN])
+    carol = ctx.client("carol")   # no OMEMO plugin at all
+    for c in (alice, bob, carol):
+        c.wait_signed_on()
+    wait_published(alice)
+    wait_published(bob)
+    client_make_room(alice, room, "Alice", members=[bob.bare, carol.bare])
+    bob.join(room, "Bob")
+    carol.join(room, "Carol")
+    alice.wait_for("conv", type="chat", plain__contains="Carol [carol@localhost", timeout=15)
+    alice.wait_for("conv", type="chat", plain__contains="Bob [bob@localhost", timeout=15)
+    since = alice.mark()
+    alice.chat_send(room, "to those who can read")
+    bob.wait_for("conv", type="chat", who="Alice", plain="to those who can read", timeout=30)
+    alice.wait_for("conv", conv=room, plain__contains="did NOT reach", since=since, timeout=15)
+    left = notices(alice, room, since, "did NOT reach")
+    assert "carol@localhost" in left[0] and "no OMEMO device" in left[0], left
+    assert "bob@localhost" not in left[0], left
+    # Carol's client shows only the fallback body.
+    carol.wait_for("conv", type="chat", who="Alice", plain__contains="OMEMO encrypted",
+                   timeout=15)
+    # Status names who is reached and who not.
+    alice.chat_cmd(room, "/omemo status")
+    st = alice.wait_for("conv", conv=room, plain__contains="The next message reaches")
+    assert "bob@localhost (1 device)" in st["plain"], st["plain"]
+    assert "carol@localhost: no OMEMO device" in st["plain"], st["plain"]
+    # Held when the room is set so.
+    alice.chat_cmd(room, "/omemo incomplete hold")
+    since = alice.mark()
+    since_b = bob.mark()
+    alice.chat_send(room, "held back")
+    alice.wait_for("conv", conv=room, plain__contains='It was: "held back"', since=since,
+                   timeout=15)
+    n = notices(alice, room, since, "NOT sent")
+    assert "carol@localhost" in n[0], n
+    alice.sync()
+    assert not groupchat_out(alice, room, since), "a held message left"
+    alice.chat_cmd(room, "/omemo incomplete send")
+    alice.chat_send(room, "sent again")
+    bob.wait_for("conv", type="chat", who="Alice", plain="sent again", since=since_b,
+                 timeout=30)
