@@ -40,6 +40,8 @@ typedef struct muc_room muc_room;
 void muc_pump(manager_t *m, muc_room *r);
 void muc_pump_all(manager_t *m);
 void muc_sending(manager_t *m, xmlnode *msg);
+/* An IQ we send: the user changing a room's affiliations or config. */
+void muc_outgoing_iq(manager_t *m, xmlnode *iq);
 void muc_presence(manager_t *m, xmlnode *presence);
 bool muc_receiving(manager_t *m, xmlnode *msg);
 void muc_fail_all(manager_t *m, const char *why);

@@ -1033,6 +1033,10 @@ void manager_sending(PurpleConnection *gc, xmlnode **packet)
 		g_free(plain);
 		return;
 	}
+	if (m && msg && g_strcmp0(msg->name, "iq") == 0) {
+		muc_outgoing_iq(m, msg);
+		return;
+	}
 	if (m && msg && !xmpp_sending_own() && g_strcmp0(msg->name, "message") == 0 &&
 	    g_strcmp0(xmlnode_get_attrib(msg, "type"), "groupchat") == 0) {
 		muc_sending(m, msg);

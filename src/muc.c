@@ -670,6 +670,30 @@ out:
 	g_free(room);
 }
 
+void muc_outgoing_iq(manager_t *m, xmlnode *iq)
+{
+	char *room = xmpp_bare_jid(xmlnode_get_attrib(iq, "to"));
+	muc_room *r = room_find(m, room);
+	xmlnode *q;
+
+	g_free(room);
+	if (!r || g_strcmp0(xmlnode_get_attrib(iq, "type"), "set") != 0)
+		return;
+	q = xmlnode_get_child_with_namespace(iq, "query", NS_MUC_ADMIN);
+	/* The room tells occupants of affiliation changes, not us of those
+	 * of people outside it: the user's own changes are taken as sent,
+	 * and the lists asked again before the next message. */
+	for (xmlnode *it = q ? xmlnode_get_child(q, "item") : NULL; it;
+	     it = xmlnode_get_next_twin(it)) {
+		char *real = xmpp_bare_jid(xmlnode_get_attrib(it, "jid"));
+
+		note_affiliation(r, real, xmlnode_get_attrib(it, "affiliation"));
+		g_free(real);
+	}
+	if (q || xmlnode_get_child_with_namespace(iq, "query", "http://jabber.org/protocol/muc#owner"))
+		r->lists_at = 0;
+}
+
 static bool send_one(manager_t *m, muc_room *r, const char *text, bool plain)
 {
 	PurpleConversation *conv =

@@ -1239,6 +1239,28 @@ static void client_cmd_chat_cmd(char *args)
 	g_free(decoded);
 }
 
+/* A stanza sent the way the protocol plugin's own features send theirs,
+ * so every plugin sees it on its way out (raw text bypasses them). */
+static void client_cmd_send_xml(const char *args)
+{
+	PurpleConnection *gc = purple_account_get_connection(client_account);
+	PurplePlugin *jabber = purple_find_prpl(CLIENT_PRPL_ID);
+	char *xml = client_decode_text(args);
+	xmlnode *node = xmlnode_from_str(xml, -1);
+	GString *ev;
+
+	if (gc == NULL || !PURPLE_CONNECTION_IS_CONNECTED(gc) || node == NULL) {
+		event_emit_error("send-xml: not connected, or not one XML element");
+	} else {
+		purple_signal_emit(jabber, "jabber-sending-xmlnode", gc, &node);
+		ev = event_begin("xml-sent");
+		event_emit(ev);
+	}
+	if (node != NULL)
+		xmlnode_free(node);
+	g_free(xml);
+}
+
 static void client_cmd_raw(const char *args)
 {
 	PurpleConnection *gc = purple_account_get_connection(client_account);
@@ -1597,6 +1619,8 @@ static void client_run_command(char *line)
 		client_cmd_chat_send(args);
 	} else if (strcmp(name, "chat-cmd") == 0) {
 		client_cmd_chat_cmd(args);
+	} else if (strcmp(name, "send-xml") == 0 && *args != '\0') {
+		client_cmd_send_xml(args);
 	} else if (strcmp(name, "raw") == 0 && *args != '\0') {
 		client_cmd_raw(args);
 	} else if (strcmp(name, "load") == 0 && *args != '\0') {

@@ -33,6 +33,29 @@ JID is a bare JID; TEXT is the rest of the line, spaces included.
     ping                   "pong", once the commands before it are done
     quit
 
+Group chats (XEP-0045); ROOM is a bare room JID, e.g. r1@conference.localhost:
+
+    join ROOM NICK         enter (no <history/> limits); a room this creates
+                           (status 201) stays locked until "configure"
+    configure ROOM FIELD=VALUE...
+                           as owner, submit the muc#roomconfig form with these
+                           fields only (one value each; commas are not lists),
+                           e.g. muc#roomconfig_whois=anyone
+                           muc#roomconfig_membersonly=1; a field the room's
+                           form lacks is an error
+    affiliate ROOM JID AFFILIATION
+                           owner, admin, member, none or outcast (muc#admin)
+    gsend ROOM TEXT        OMEMO groupchat message (same decorations as send)
+                           for every device of the real JIDs of the occupants
+                           and of the owners/admins/members (lists fetched
+                           each time when the room allows it), and our other
+                           devices; a JID without usable devices is left out
+                           and named in errors, only no recipient at all is
+                           an error
+    gsend-plain ROOM TEXT  unencrypted groupchat message (also when not in
+                           the room: the refusal comes back as group-error)
+    leave ROOM
+
 Events ("event" names the kind; [x] only sometimes present):
 
     ready          jid, resource, device_id (null with --no-omemo), fingerprint,
@@ -55,7 +78,46 @@ Events ("event" names the kind; [x] only sometimes present):
     trust          jid, device, trust, fingerprint
     subscription   jid, type ("subscribe", "subscribed", "subscribe-sent")
     message-error  from, condition, raw
-    pong; error    text, [command], [raw]; disconnected
+    pong; error    text, [command], [raw]; disconnected;
+                   room commands add [room], [condition] (the server's error
+                   condition, "timeout", or "unknown-field" with [fields]),
+                   and gsend [errors]
+
+    joined         room, nick, created (status 201), occupants {nick: real
+                   bare JID or null}, affiliation, role, codes (status codes
+                   of our own presence, e.g. 100 110 201), features (room's
+                   disco#info, sorted), info {muc#roominfo field: value}
+    configured     room, fields, features, info (disco#info after the change)
+    affiliated     room, jid, affiliation
+    gsent          room, id, encrypted; for OMEMO also recipients (sorted
+                   bare JIDs with at least one key), devices {jid: [ids]},
+                   device_count (keys for others), own_devices,
+                   prekey_devices {jid: [ids]}, skipped (undecided with
+                   --manual-trust), errors [{jid, device, reason, [nick]}]
+                   (JIDs or devices left out; an occupant whose real JID is
+                   hidden appears with jid null and its nick), refused_lists
+                   {affiliation: condition} (admin lists the room refused)
+    left           room
+    occupant       room, nick, jid (real bare JID or null), affiliation,
+                   role, available, self, codes (muc#user status codes)
+    groupmessage   room, nick (null: the room itself), jid (sender's real
+                   bare JID from the occupants seen, null if unknown), id,
+                   type, text, encrypted, sender_device, prekey, own (our own
+                   message reflected: an OMEMO one carries the text we sent
+                   and decrypted=false), delayed (<delay/>: history),
+                   [trust], [omemo_element], raw
+    group-decrypt-error  room, nick, jid, id, type, own, delayed,
+                   sender_device, error ("unknown real JID" when the
+                   sender's JID cannot be seen), raw; a duplicate or
+                   key-transport in a room carries these room fields too
+    room-config-changed  room, codes (status codes of a body-less room
+                   message, e.g. 104, 172, 173), raw
+    group-error    room, nick, condition, stanza ("message" or
+                   "presence"), raw (an error from the room)
+
+An OMEMO group message is decrypted as coming from the sender's real JID;
+prekey messages there get the usual key transport answer, sent to that JID
+as a chat message.
 
 Exit status: 0 after quit, 1 when start-up fails or the connection is lost.
 """
@@ -97,6 +159,13 @@ NS_HINTS = "urn:xmpp:hints"
 NS_EME = "urn:xmpp:eme:0"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 OMEMO_NS = "eu.siacs.conversations.axolotl"
+NS_MUC = "http://jabber.org/protocol/muc"
+NS_MUC_USER = NS_MUC + "#user"
+NS_MUC_ADMIN = NS_MUC + "#admin"
+NS_MUC_OWNER = NS_MUC + "#owner"
+NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
+NS_DELAY = "urn:xmpp:delay"
+AFFILIATIONS = ("owner", "admin", "member", "none", "outcast")
 
 FALLBACK_BODY = "[This message is OMEMO encrypted; your client could not decrypt it.]"
 IQ_TIMEOUT = 10
@@ -140,6 +209,68 @@ def iq_error_condition(e: IqError) -> str:
 
 class UsageError(Exception):
     pass
+
+
+class CommandError(Exception):
+    """A command that failed with something to report beyond the text,
+    e.g. the server's error condition."""
+
+    def __init__(self, text: str, **fields: Any) -> None:
+        super().__init__(text)
+        self.fields = fields
+
+
+def stanza_error_condition(xml: ET.Element) -> Optional[str]:
+    error = xml.find("{%s}error" % NS_CLIENT)
+    if error is None:
+        return None
+    for child in error:
+        if child.tag.startswith("{%s}" % NS_STANZAS) and not child.tag.endswith("}text"):
+            return child.tag.split("}")[1]
+    return None
+
+
+class MatchRoomPresence(MatcherBase):
+    """Presence from the rooms we joined or are joining (the criteria is the
+    live room table)."""
+
+    def match(self, stanza: Any) -> bool:
+        if stanza.xml.tag != "{%s}presence" % NS_CLIENT:
+            return False
+        try:
+            return JID(stanza.xml.get("from") or "").bare in self._criteria
+        except InvalidJID:
+            return False
+
+
+class Room:
+    """What the peer knows about one group chat."""
+
+    def __init__(self, jid: str, nick: str) -> None:
+        self.jid = jid
+        self.nick = nick
+        self.joined = False
+        self.created = False
+        self.self_codes: list = []
+        # nick -> {"jid": real bare JID or None, "affiliation", "role"}
+        self.occupants: Dict[str, Dict[str, Any]] = {}
+        # nick -> real bare JID, kept after the occupant leaves so that a
+        # message read after its sender's departure still has a sender
+        self.known: Dict[str, str] = {}
+        # real bare JID -> affiliation, from presence, admin lists and our
+        # own affiliate commands
+        self.affiliations: Dict[str, str] = {}
+        self.sent: Dict[str, str] = {}  # message id -> text we sent
+        self.join_future: Optional[asyncio.Future] = None
+        self.leave_future: Optional[asyncio.Future] = None
+
+    def real_jid(self, nick: Optional[str]) -> Optional[str]:
+        if nick is None:
+            return None
+        occupant = self.occupants.get(nick)
+        if occupant is not None and occupant["jid"]:
+            return occupant["jid"]
+        return self.known.get(nick)
 
 
 class MatchRawIqAnswer(MatcherBase):
@@ -195,6 +326,12 @@ class Peer(slixmpp.ClientXMPP):
             "omemo-peer raw iq answers",
             MatchRawIqAnswer(self.raw_iq_ids),
             self.on_iq_answer,
+        ))
+        self.rooms: Dict[str, Room] = {}
+        self.register_handler(Callback(
+            "omemo-peer room presence",
+            MatchRoomPresence(self.rooms),
+            lambda stanza: self.inbound.put_nowait(stanza),
         ))
         self.add_event_handler("session_start", self.on_session_start)
         self.add_event_handler("disconnected", self.on_disconnected)
@@ -484,7 +621,12 @@ class Peer(slixmpp.ClientXMPP):
         while True:
             stanza = await self.inbound.get()
             try:
-                await self.handle_message(stanza)
+                # Room presence shares the queue with messages: the occupant
+                # map must be as it was when each message was sent.
+                if stanza.xml.tag == "{%s}presence" % NS_CLIENT:
+                    self.handle_room_presence(stanza.xml)
+                else:
+                    await self.handle_message(stanza)
             except Exception as e:
                 log.debug("inbound failed", exc_info=True)
                 emit("error", text=f"handling a message failed: {type(e).__name__}: {e}",
@@ -519,13 +661,15 @@ class Peer(slixmpp.ClientXMPP):
             await self.handle_content(inner, kind)
             return
         if stanza["type"] == "error":
-            error = xml.find("{%s}error" % NS_CLIENT)
-            condition = None
-            if error is not None:
-                for child in error:
-                    if child.tag.startswith("{%s}" % NS_STANZAS) and not child.tag.endswith("}text"):
-                        condition = child.tag.split("}")[1]
+            condition = stanza_error_condition(xml)
+            if sender.bare in self.rooms:
+                emit("group-error", room=sender.bare, nick=sender.resource or None, condition=condition,
+                     stanza="message", raw=tostring(xml))
+                return
             emit("message-error", **{"from": sender.bare, "condition": condition, "raw": tostring(xml)})
+            return
+        if stanza["type"] == "groupchat":
+            await self.handle_groupchat(xml)
             return
         await self.handle_content(xml, None)
 
@@ -578,14 +722,19 @@ class Peer(slixmpp.ClientXMPP):
         await self.decrypt(msg, encrypted, frm.bare, contact, common)
 
     async def decrypt(self, msg: ET.Element, encrypted: ET.Element, sender: str, contact: str,
-                      common: Dict[str, Any]) -> None:
+                      common: Dict[str, Any], group: bool = False) -> None:
+        """Decrypts for `sender` (a real bare JID, also in a group chat) and
+        reports the outcome; in a group the events are "groupmessage" and
+        "group-decrypt-error" instead of "message" and "decrypt-error"."""
         omemo = self.po.omemo
         po = self.po
         raw = tostring(msg)
+        ev_message = "groupmessage" if group else "message"
+        ev_error = "group-decrypt-error" if group else "decrypt-error"
         try:
             parsed = po.parse_encrypted(encrypted)
         except po.WireError as e:
-            emit("decrypt-error", **common, sender_device=None, error=f"malformed <encrypted>: {e}", raw=raw)
+            emit(ev_error, **common, sender_device=None, error=f"malformed <encrypted>: {e}", raw=raw)
             return
         common["sender_device"] = parsed.sid
         if sender == self.own and parsed.sid == self.device_id:
@@ -606,7 +755,7 @@ class Peer(slixmpp.ClientXMPP):
                 # bare JID, so every resource sees it).
                 emit("key-transport", **common, prekey=None, for_us=False)
             else:
-                emit("decrypt-error", **common, error=f"no key for our device {self.device_id}", raw=raw)
+                emit(ev_error, **common, error=f"no key for our device {self.device_id}", raw=raw)
             return
         async with self.lock:
             devices = await self.sm.get_device_information(sender)
@@ -619,7 +768,7 @@ class Peer(slixmpp.ClientXMPP):
                 devices = await self.sm.get_device_information(sender)
                 device = next((d for d in devices if d.device_id == parsed.sid), None)
             if device is None:
-                emit("decrypt-error", **common, error=f"unknown sender device {parsed.sid} (not in the "
+                emit(ev_error, **common, error=f"unknown sender device {parsed.sid} (not in the "
                      f"device list of {sender}, or its bundle is unavailable)", raw=raw)
                 return
             # The legacy format carries the identity key in X25519 form; the
@@ -644,10 +793,10 @@ class Peer(slixmpp.ClientXMPP):
                     if plaintext is None:
                         emit("key-transport", **common, prekey=is_prekey, trust=trust, for_us=True)
                     else:
-                        emit("message", **common, text=plaintext.decode("utf-8", errors="replace"),
+                        emit(ev_message, **common, text=plaintext.decode("utf-8", errors="replace"),
                              encrypted=True, prekey=is_prekey, trust=trust, raw=raw)
                     return
-        emit("decrypt-error", **common, error=f"{type(first_error).__name__}: {first_error}", raw=raw)
+        emit(ev_error, **common, error=f"{type(first_error).__name__}: {first_error}", raw=raw)
 
     # ------------------------------------------------------------ commands
 
@@ -664,6 +813,8 @@ class Peer(slixmpp.ClientXMPP):
                 await self.run_command(line)
             except UsageError as e:
                 emit("error", text=str(e), command=line)
+            except CommandError as e:
+                emit("error", text=str(e), command=line, **e.fields)
             except Exception as e:
                 log.debug("command failed", exc_info=True)
                 emit("error", text=f"{type(e).__name__}: {e}", command=line)
@@ -727,6 +878,9 @@ class Peer(slixmpp.ClientXMPP):
             jid = self.arg_jid(rest.strip())
             self.send_presence(pto=jid, ptype="subscribe")
             emit("subscription", jid=jid, type="subscribe-sent")
+            return
+        if verb in ("join", "configure", "affiliate", "gsend", "gsend-plain", "leave"):
+            await self.run_room_command(verb, rest)
             return
         raise UsageError(f"unknown command {verb!r}")
 
@@ -792,6 +946,369 @@ class Peer(slixmpp.ClientXMPP):
                 raise UsageError(f"{jid} has no device {device_id} with a known identity key")
             await self.sm.set_trust(jid, device.identity_key, level)
         emit("trust", jid=jid, device=device_id, trust=level, fingerprint=po.fingerprint(device.identity_key))
+
+    # ------------------------------------------------------------ group chat
+
+    async def run_room_command(self, verb: str, rest: str) -> None:
+        room_text, _, tail = rest.strip().partition(" ")
+        tail = tail.strip()
+        usage = {
+            "join": "join ROOM NICK",
+            "configure": "configure ROOM FIELD=VALUE...",
+            "affiliate": "affiliate ROOM JID AFFILIATION",
+            "gsend": "gsend ROOM TEXT",
+            "gsend-plain": "gsend-plain ROOM TEXT",
+            "leave": "leave ROOM",
+        }[verb]
+        if not room_text or (verb != "leave" and not tail) or (verb == "leave" and tail):
+            raise UsageError(f"usage: {usage}")
+        room_jid = self.arg_jid(room_text)
+        if verb == "join":
+            if " " in tail:
+                raise UsageError(f"usage: {usage} (a nick without spaces)")
+            await self.cmd_join(room_jid, tail)
+        elif verb == "configure":
+            fields: Dict[str, str] = {}
+            for part in tail.split():
+                var, eq, value = part.partition("=")
+                if not var or not eq:
+                    raise UsageError(f"usage: {usage} (got {part!r})")
+                fields[var] = value
+            await self.cmd_configure(room_jid, fields)
+        elif verb == "affiliate":
+            parts = tail.split()
+            if len(parts) != 2 or parts[1] not in AFFILIATIONS:
+                raise UsageError(f"usage: {usage} (AFFILIATION one of {', '.join(AFFILIATIONS)})")
+            await self.cmd_affiliate(room_jid, self.arg_jid(parts[0]), parts[1])
+        elif verb == "gsend":
+            self.need_omemo()
+            await self.cmd_gsend(room_jid, tail)
+        elif verb == "gsend-plain":
+            room = self.rooms.get(room_jid)
+            if room is None:
+                # Not joined: the room's refusal comes back as group-error.
+                room = self.rooms[room_jid] = Room(room_jid, "")
+            msg = self.make_message(mto=room_jid, mbody=tail, mtype="groupchat")
+            room.sent[msg["id"]] = tail
+            msg.send()
+            emit("gsent", room=room_jid, id=msg["id"], encrypted=False)
+        else:
+            await self.cmd_leave(room_jid)
+
+    def joined_room(self, room_jid: str) -> Room:
+        room = self.rooms.get(room_jid)
+        if room is None or not room.joined:
+            raise UsageError(f"not in room {room_jid}")
+        return room
+
+    async def room_iq(self, itype: str, room_jid: str, payload: ET.Element, what: str) -> ET.Element:
+        try:
+            return await self.iq_send(itype, room_jid, payload)
+        except IqError as e:
+            raise CommandError(f"{what} in {room_jid} failed: {iq_error_condition(e)}",
+                               room=room_jid, condition=iq_error_condition(e), raw=tostring(e.iq.xml))
+        except IqTimeout:
+            raise CommandError(f"{what} in {room_jid}: no answer", room=room_jid, condition="timeout")
+
+    async def room_info(self, room_jid: str) -> Dict[str, Any]:
+        """The room's disco#info: features (sorted) and the muc#roominfo
+        form's fields (var -> value, or list for several values)."""
+        result = await self.room_iq("get", room_jid, ET.Element("{%s}query" % NS_DISCO_INFO), "disco#info")
+        query = result.find("{%s}query" % NS_DISCO_INFO)
+        features = sorted({f.get("var") for f in (query if query is not None else [])
+                           if f.tag == "{%s}feature" % NS_DISCO_INFO and f.get("var")})
+        info: Dict[str, Any] = {}
+        for form in (query.findall("{%s}x" % NS_DATA) if query is not None else []):
+            for field in form.findall("{%s}field" % NS_DATA):
+                var = field.get("var")
+                if not var or var == "FORM_TYPE":
+                    continue
+                values = [v.text or "" for v in field.findall("{%s}value" % NS_DATA)]
+                info[var] = values[0] if len(values) == 1 else values
+        return {"features": features, "info": info}
+
+    async def cmd_join(self, room_jid: str, nick: str) -> None:
+        room = self.rooms.get(room_jid)
+        if room is not None and room.joined:
+            raise UsageError(f"already in room {room_jid} as {room.nick}")
+        if room is None:
+            room = self.rooms[room_jid] = Room(room_jid, nick)
+        room.nick = nick
+        room.occupants.clear()
+        room.join_future = asyncio.get_event_loop().create_future()
+        presence = self.make_presence(pto=f"{room_jid}/{nick}")
+        # No <history/> limits: whatever the room sends by default.
+        presence.append(ET.Element("{%s}x" % NS_MUC))
+        presence.send()
+        try:
+            outcome = await asyncio.wait_for(room.join_future, IQ_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise CommandError(f"join {room_jid}: no answer from the room", room=room_jid, condition="timeout")
+        finally:
+            room.join_future = None
+        if outcome is not None:  # the error presence
+            condition, raw = outcome
+            raise CommandError(f"join {room_jid} refused: {condition}", room=room_jid, condition=condition, raw=raw)
+        info = await self.room_info(room_jid)
+        emit("joined", room=room_jid, nick=room.nick, created=room.created,
+             occupants={n: o["jid"] for n, o in sorted(room.occupants.items())},
+             affiliation=room.occupants.get(room.nick, {}).get("affiliation"),
+             role=room.occupants.get(room.nick, {}).get("role"),
+             codes=room.self_codes, **info)
+
+    async def cmd_configure(self, room_jid: str, fields: Dict[str, str]) -> None:
+        # The form first: a misspelt field would otherwise be dropped silently.
+        form = await self.room_iq("get", room_jid, ET.Element("{%s}query" % NS_MUC_OWNER), "config form")
+        known = {f.get("var") for f in form.iter("{%s}field" % NS_DATA)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise CommandError(f"configure {room_jid}: the room's form has no field {', '.join(unknown)}",
+                               room=room_jid, condition="unknown-field", fields=sorted(v for v in known if v))
+        query = ET.Element("{%s}query" % NS_MUC_OWNER)
+        query.append(data_form(NS_MUC + "#roomconfig", fields))
+        await self.room_iq("set", room_jid, query, "configure")
+        info = await self.room_info(room_jid)
+        emit("configured", room=room_jid, fields=fields, **info)
+
+    async def cmd_affiliate(self, room_jid: str, jid: str, affiliation: str) -> None:
+        query = ET.Element("{%s}query" % NS_MUC_ADMIN)
+        ET.SubElement(query, "{%s}item" % NS_MUC_ADMIN, {"jid": jid, "affiliation": affiliation})
+        await self.room_iq("set", room_jid, query, f"affiliate {jid} as {affiliation}")
+        room = self.rooms.get(room_jid)
+        if room is not None:
+            room.affiliations[jid] = affiliation
+        emit("affiliated", room=room_jid, jid=jid, affiliation=affiliation)
+
+    async def fetch_affiliations(self, room: Room) -> Dict[str, str]:
+        """Asks the room for its owner, admin and member lists, updates what
+        we know, and returns the conditions of the refused ones."""
+        refused: Dict[str, str] = {}
+
+        async def one(affiliation: str) -> None:
+            query = ET.Element("{%s}query" % NS_MUC_ADMIN)
+            ET.SubElement(query, "{%s}item" % NS_MUC_ADMIN, {"affiliation": affiliation})
+            try:
+                result = await self.iq_send("get", room.jid, query)
+            except IqError as e:
+                refused[affiliation] = iq_error_condition(e)
+                return
+            except IqTimeout:
+                refused[affiliation] = "timeout"
+                return
+            listed = set()
+            for item in result.iter("{%s}item" % NS_MUC_ADMIN):
+                try:
+                    jid = bare(item.get("jid") or "")
+                except ValueError:
+                    continue
+                listed.add(jid)
+                room.affiliations[jid] = affiliation
+                if item.get("nick") and item.get("nick") not in room.known:
+                    room.known[item.get("nick")] = jid
+            for jid, aff in list(room.affiliations.items()):
+                if aff == affiliation and jid not in listed:
+                    del room.affiliations[jid]
+
+        await asyncio.gather(*(one(a) for a in ("owner", "admin", "member")))
+        return refused
+
+    async def cmd_gsend(self, room_jid: str, text: str) -> None:
+        po = self.po
+        omemo = po.omemo
+        room = self.joined_room(room_jid)
+        refused = await self.fetch_affiliations(room)
+        candidates = {o["jid"] for o in room.occupants.values() if o["jid"]}
+        candidates |= {j for j, a in room.affiliations.items() if a in ("owner", "admin", "member")}
+        candidates.discard(self.own)
+        errors = []
+        anonymous = sorted(n for n, o in room.occupants.items() if not o["jid"] and n != room.nick)
+        for nick in anonymous:
+            errors.append({"jid": None, "nick": nick, "device": None, "reason": "unknown real JID"})
+        async with self.lock:
+            try:
+                await self.sm.refresh_device_list(po.NS, self.own)
+            except omemo.DeviceListDownloadFailed as e:
+                log.warning("own device list: %s", e)
+            reachable = set()
+            for jid in sorted(candidates):
+                try:
+                    await self.sm.refresh_device_list(po.NS, jid)
+                except omemo.DeviceListDownloadFailed as e:
+                    errors.append({"jid": jid, "device": None, "reason": f"no device list: {e}"})
+                    continue
+                active = [d for d in await self.sm.get_device_information(jid) if dict(d.active).get(po.NS)]
+                if not active:
+                    errors.append({"jid": jid, "device": None, "reason": "no OMEMO device"})
+                    continue
+                reachable.add(jid)
+            skipped = []
+            for jid_ in sorted(reachable | {self.own}):
+                for d in sorted(await self.sm.get_device_information(jid_), key=lambda d: d.device_id):
+                    if (dict(d.active).get(po.NS) and d.device_id != self.device_id
+                            and d.trust_level_name not in (po.TRUST_BLIND, po.TRUST_TRUSTED)):
+                        skipped.append({"jid": d.bare_jid, "device": d.device_id, "trust": d.trust_level_name})
+            messages = None
+            enc_errors: Any = frozenset()
+            while reachable:
+                self.manager_cls.encrypting = True
+                try:
+                    messages, enc_errors = await self.sm.encrypt(frozenset(reachable),
+                                                                 {po.NS: text.encode("utf-8")})
+                    break
+                except omemo.NoEligibleDevices as e:
+                    # One recipient without a usable device must not sink the
+                    # message for the others: leave it out and try again.
+                    for jid in sorted(e.bare_jids):
+                        errors.append({"jid": jid, "device": None,
+                                       "reason": "no eligible device (untrusted, or no bundle)"})
+                    reachable -= set(e.bare_jids)
+                    messages = None
+                finally:
+                    self.manager_cls.encrypting = False
+        for e in sorted(enc_errors, key=lambda e: (e.bare_jid, e.device_id)):
+            errors.append({"jid": e.bare_jid, "device": e.device_id,
+                           "reason": f"{type(e.exception).__name__}: {e.exception}"})
+        if not messages:
+            raise CommandError(f"gsend {room_jid}: no recipient can be reached", room=room_jid,
+                               errors=errors, refused_lists=refused)
+        message = next(iter(messages))
+        encrypted = po.serialize_message(message, self.quirks)
+        msg = self.make_message(mto=room_jid, mbody=FALLBACK_BODY, mtype="groupchat")
+        msg.append(encrypted)
+        msg.append(ET.Element("{%s}store" % NS_HINTS))
+        msg.append(ET.Element("{%s}encryption" % NS_EME, {"name": "OMEMO", "namespace": OMEMO_NS}))
+        room.sent[msg["id"]] = text
+        msg.send()
+        keys = sorted(((k.bare_jid, k.device_id, x is not None) for k, x in message.keys))
+        recipients = sorted({j for j, _, _ in keys if j != self.own})
+        emit("gsent", room=room_jid, id=msg["id"], encrypted=True, recipients=recipients,
+             devices={j: [d for j_, d, _ in keys if j_ == j] for j in recipients},
+             device_count=len([1 for j, _, _ in keys if j != self.own]),
+             own_devices=[d for j, d, _ in keys if j == self.own],
+             prekey_devices={j: [d for j_, d, p in keys if j_ == j and p] for j in recipients
+                             if any(p for j_, _, p in keys if j_ == j)},
+             skipped=skipped, errors=errors, refused_lists=refused)
+
+    async def cmd_leave(self, room_jid: str) -> None:
+        room = self.joined_room(room_jid)
+        room.leave_future = asyncio.get_event_loop().create_future()
+        self.make_presence(pto=f"{room_jid}/{room.nick}", ptype="unavailable").send()
+        try:
+            await asyncio.wait_for(room.leave_future, IQ_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise CommandError(f"leave {room_jid}: the room did not confirm", room=room_jid, condition="timeout")
+        finally:
+            room.leave_future = None
+        emit("left", room=room_jid)
+
+    def handle_room_presence(self, xml: ET.Element) -> None:
+        frm = JID(xml.get("from") or "")
+        room = self.rooms.get(frm.bare)
+        if room is None:
+            return
+        nick = frm.resource
+        ptype = xml.get("type")
+        if ptype == "error":
+            condition = stanza_error_condition(xml)
+            if room.join_future is not None and not room.join_future.done():
+                room.join_future.set_result((condition, tostring(xml)))
+            else:
+                emit("group-error", room=room.jid, nick=nick or None, condition=condition,
+                     stanza="presence", raw=tostring(xml))
+            return
+        x = xml.find("{%s}x" % NS_MUC_USER)
+        if x is None or not nick:
+            return
+        codes = sorted(int(s.get("code")) for s in x.findall("{%s}status" % NS_MUC_USER)
+                       if (s.get("code") or "").isdigit())
+        item = x.find("{%s}item" % NS_MUC_USER)
+        item = item if item is not None else ET.Element("item")
+        try:
+            real = JID(item.get("jid")).bare if item.get("jid") else None
+        except InvalidJID:
+            real = None
+        affiliation = item.get("affiliation")
+        role = item.get("role")
+        available = ptype != "unavailable"
+        is_self = 110 in codes
+        if is_self:
+            real = self.own
+        previous = room.occupants.get(nick)
+        if real:
+            room.known[nick] = real
+            if affiliation:
+                room.affiliations[real] = affiliation
+        elif previous is not None and previous["jid"]:
+            real = previous["jid"]  # an update that no longer shows the JID
+        elif available:
+            room.known.pop(nick, None)  # a newcomer under a nick seen before
+        if available:
+            room.occupants[nick] = {"jid": real, "affiliation": affiliation, "role": role}
+        else:
+            room.occupants.pop(nick, None)
+        emit("occupant", room=room.jid, nick=nick, jid=real, affiliation=affiliation, role=role,
+             available=available, self=is_self, codes=codes)
+        if not is_self:
+            return
+        if available:
+            room.nick = nick  # the room may have changed it (status 210)
+            room.self_codes = codes
+            if room.join_future is not None and not room.join_future.done():
+                room.joined = True
+                room.created = 201 in codes
+                room.join_future.set_result(None)
+            return
+        if 303 in codes and item.get("nick"):
+            room.nick = item.get("nick")  # a nick change, not a departure
+            return
+        room.joined = False
+        room.occupants.clear()
+        if room.leave_future is not None and not room.leave_future.done():
+            room.leave_future.set_result(None)
+
+    async def handle_groupchat(self, xml: ET.Element) -> None:
+        frm = JID(xml.get("from") or "")
+        room = self.rooms.get(frm.bare)
+        nick = frm.resource or None
+        body_elt = xml.find("{%s}body" % NS_CLIENT)
+        body = (body_elt.text or "") if body_elt is not None else None
+        encrypted = xml.find("{%s}encrypted" % OMEMO_NS)
+        if body is None and encrypted is None:
+            x = xml.find("{%s}x" % NS_MUC_USER)
+            if x is not None and nick is None:
+                codes = sorted(int(s.get("code")) for s in x.findall("{%s}status" % NS_MUC_USER)
+                               if (s.get("code") or "").isdigit())
+                if codes:
+                    emit("room-config-changed", room=frm.bare, codes=codes, raw=tostring(xml))
+            return  # subject changes, chat states and the like
+        own = room is not None and nick is not None and nick == room.nick
+        jid = self.own if own else (room.real_jid(nick) if room is not None else None)
+        common: Dict[str, Any] = {"room": frm.bare, "nick": nick, "jid": jid, "id": xml.get("id"),
+                                  "type": "groupchat", "own": own,
+                                  "delayed": xml.find("{%s}delay" % NS_DELAY) is not None}
+        raw = tostring(xml)
+        if encrypted is None or not self.omemo_enabled:
+            fields = dict(common, text=body, encrypted=False, sender_device=None, prekey=None)
+            if encrypted is not None:
+                fields["omemo_element"] = True
+            emit("groupmessage", **fields, raw=raw)
+            return
+        try:
+            sid = self.po.parse_encrypted(encrypted).sid
+        except self.po.WireError:
+            sid = None
+        if sid is not None and sid == self.device_id and (own or jid == self.own):
+            # Our own message coming back: its keys are for the others.
+            common["own"] = True
+            text = room.sent.get(xml.get("id") or "") if room is not None else None
+            emit("groupmessage", **common, text=text, encrypted=True, sender_device=sid, prekey=None,
+                 decrypted=False, raw=raw)
+            return
+        if jid is None:
+            emit("group-decrypt-error", **common, sender_device=sid, error="unknown real JID", raw=raw)
+            return
+        await self.decrypt(xml, encrypted, jid, jid, common, group=True)
+
 
 
 def start_stdin_reader(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:

@@ -443,6 +443,10 @@ def run(r, server, work):
                     re_ and re_["device_id"] == 4242 and re_["first_run"] is False, brief(re_))
 
         # -- another client drops bob from the list: he puts himself back ------------------------
+        # Notifications from before (e.g. the last item resent at bob's restart) would
+        # otherwise pass for the repair below.
+        while bob.expect({"event": "devicelist"}, 0):
+            pass
         bob2.cmd(
             "send-raw <iq type='set' id='drop1'><pubsub xmlns='http://jabber.org/protocol/pubsub'>"
             "<publish node='eu.siacs.conversations.axolotl.devicelist'><item id='current'>"
