@@ -24,6 +24,8 @@ bool muc_is_room(manager_t *m, const char *jid);
 /* OMEMO on or off for a room, by the user. Turning it on in a room that is
  * not non-anonymous is refused with the reason in *answer. */
 int muc_set_mode(manager_t *m, const char *room, bool on, char **answer);
+/* Whether messages typed into the room now would be encrypted. */
+bool muc_is_on(manager_t *m, const char *room);
 /* What to do when some members cannot be reached: send to the others
  * (true, the default) or hold the message. */
 int muc_set_incomplete(manager_t *m, const char *room, bool send);

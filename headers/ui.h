@@ -34,8 +34,11 @@ GList *ui_plugin_actions(PurplePlugin *plugin, gpointer context);
 PurplePluginPrefFrame *ui_pref_frame(PurplePlugin *plugin);
 
 /* "blist-node-extended-menu": for an XMPP buddy of an account with OMEMO,
- * "Enable OMEMO" or "Disable OMEMO", and "Fingerprints and trust". */
+ * "Enable OMEMO" or "Disable OMEMO", and "Fingerprints and trust"; for a
+ * room, "Enable OMEMO in this room" or "Disable OMEMO in this room". */
 void ui_blist_menu(PurpleBlistNode *node, GList **menu);
+/* "conversation-extended-menu": the room entry for an open room. */
+void ui_conversation_menu(PurpleConversation *conv, GList **menu);
 
 /* Plain text (a report, a sentence) as markup for a notice: escaped, line
  * breaks kept (g_free). */

@@ -1064,6 +1064,13 @@ int muc_set_mode(manager_t *m, const char *room, bool on, char **answer)
 	return 0;
 }
 
+bool muc_is_on(manager_t *m, const char *room)
+{
+	muc_room *r = room_find(m, room);
+
+	return r ? room_wants_omemo(m, r) : manager_get_mode(m, room) == MANAGER_MODE_ON;
+}
+
 int muc_set_incomplete(manager_t *m, const char *room, bool send)
 {
 	return store_setting_set(engine_store(m->engine), room, SETTING_INCOMPLETE,

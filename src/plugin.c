@@ -62,6 +62,11 @@ static void blist_menu_cb(PurpleBlistNode *node, GList **menu, gpointer data)
 	ui_blist_menu(node, menu);
 }
 
+static void conversation_menu_cb(PurpleConversation *conv, GList **menu, gpointer data)
+{
+	ui_conversation_menu(conv, menu);
+}
+
 static void signed_on_cb(PurpleConnection *gc, gpointer data)
 {
 	manager_account_connected(gc);
@@ -120,6 +125,9 @@ static gboolean plugin_load_cb(PurplePlugin *plugin)
 	 * would be Pidgin only). */
 	purple_signal_connect(purple_blist_get_handle(), "blist-node-extended-menu", plugin,
 			      PURPLE_CALLBACK(blist_menu_cb), NULL);
+	/* Pidgin's Conversation > More for open rooms. */
+	purple_signal_connect(purple_conversations_get_handle(), "conversation-extended-menu",
+			      plugin, PURPLE_CALLBACK(conversation_menu_cb), NULL);
 	ui_init(plugin);
 	cmd_register(plugin);
 

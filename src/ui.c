@@ -18,6 +18,7 @@
 #include "api.h"
 #include "err.h"
 #include "i18n.h"
+#include "muc.h"
 #include "ui.h"
 #include "xmpp.h"
 
@@ -663,13 +664,109 @@ static void trust_menu_cb(PurpleBlistNode *node, gpointer data)
 	g_free(jid);
 }
 
+/* ---- rooms ---- */
+
+/* The manager and room JID of a room in the buddy list. */
+static manager_t *room_target(PurpleBlistNode *node, PurpleAccount **account, char **room)
+{
+	PurpleChat *chat;
+	GHashTable *comp;
+	const char *name, *server;
+	char *full;
+
+	*room = NULL;
+	if (!node || !PURPLE_BLIST_NODE_IS_CHAT(node))
+		return NULL;
+	chat = (PurpleChat *)node;
+	*account = purple_chat_get_account(chat);
+	if (g_strcmp0(purple_account_get_protocol_id(*account), "prpl-jabber") != 0 ||
+	    !manager_find(*account))
+		return NULL;
+	comp = purple_chat_get_components(chat);
+	name = comp ? g_hash_table_lookup(comp, "room") : NULL;
+	server = comp ? g_hash_table_lookup(comp, "server") : NULL;
+	if (!name || !server)
+		return NULL;
+	full = g_strdup_printf("%s@%s", name, server);
+	*room = xmpp_bare_jid(full);
+	g_free(full);
+	return *room ? manager_find(*account) : NULL;
+}
+
+/* Turn OMEMO on or off for a room from a menu; the answer (or why it
+ * cannot be on) goes into the room, or a dialog when it is not open. */
+static void room_set_mode(PurpleAccount *account, const char *room, bool on)
+{
+	manager_t *m = manager_find(account);
+	PurpleConversation *conv;
+	char *answer = NULL;
+
+	if (!m)
+		return;
+	muc_set_mode(m, room, on, &answer);
+	conv = purple_find_conversation_with_account(PURPLE_CONV_TYPE_CHAT, room, account);
+	if (conv)
+		purple_conversation_write(conv, NULL, answer,
+		                          PURPLE_MESSAGE_SYSTEM | PURPLE_MESSAGE_NO_LOG, time(NULL));
+	else
+		purple_notify_info(ui_plugin, _("OMEMO"), room, answer);
+	g_free(answer);
+}
+
+static void room_node_cb(PurpleBlistNode *node, gpointer data)
+{
+	PurpleAccount *account = NULL;
+	char *room = NULL;
+
+	if (room_target(node, &account, &room))
+		room_set_mode(account, room, GPOINTER_TO_INT(data));
+	g_free(room);
+}
+
+static void room_conv_cb(PurpleConversation *conv, gpointer data)
+{
+	char *room = xmpp_bare_jid(purple_conversation_get_name(conv));
+
+	if (room)
+		room_set_mode(purple_conversation_get_account(conv), room, GPOINTER_TO_INT(data));
+	g_free(room);
+}
+
+static PurpleMenuAction *room_menu_item(manager_t *m, const char *room, PurpleCallback cb)
+{
+	bool on = muc_is_on(m, room);
+
+	return purple_menu_action_new(on ? _("Disable OMEMO in this room")
+	                                 : _("Enable OMEMO in this room"),
+	                              cb, GINT_TO_POINTER(!on), NULL);
+}
+
+void ui_conversation_menu(PurpleConversation *conv, GList **menu)
+{
+	PurpleAccount *account = purple_conversation_get_account(conv);
+	manager_t *m = manager_find(account);
+	char *room;
+
+	if (!m || !ui_plugin || purple_conversation_get_type(conv) != PURPLE_CONV_TYPE_CHAT)
+		return;
+	room = xmpp_bare_jid(purple_conversation_get_name(conv));
+	if (room)
+		*menu = g_list_append(*menu, room_menu_item(m, room, PURPLE_CALLBACK(room_conv_cb)));
+	g_free(room);
+}
+
 void ui_blist_menu(PurpleBlistNode *node, GList **menu)
 {
 	PurpleAccount *account = NULL;
 	char *jid = NULL, *why = NULL;
-	manager_t *m = buddy_target(node, &account, &jid);
+	manager_t *m;
 	bool on;
 
+	if (ui_plugin && (m = room_target(node, &account, &jid))) {
+		*menu = g_list_append(*menu, room_menu_item(m, jid, PURPLE_CALLBACK(room_node_cb)));
+		goto out;
+	}
+	m = buddy_target(node, &account, &jid);
 	if (!m || !ui_plugin)
 		goto out;
 	/* Offer the opposite of what the next message would get. */

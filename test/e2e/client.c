@@ -1239,6 +1239,41 @@ static void client_cmd_chat_cmd(char *args)
 	g_free(decoded);
 }
 
+static void client_menu_collect(GList *menu, const char *prefix, GPtrArray *labels,
+				const char *want, PurpleMenuAction **found);
+static void client_menu_free(GList *menu);
+
+/* The "conversation-extended-menu" of an open room: the labels, and the
+ * item with LABEL run as Pidgin runs it (with the conversation). */
+static void client_cmd_chat_menu(char *args)
+{
+	char *label, *room = client_split_word(args, &label);
+	PurpleConversation *conv = client_get_chat(room);
+	PurpleMenuAction *found = NULL;
+	GPtrArray *labels;
+	GList *menu;
+	GString *ev;
+
+	if (conv == NULL || *label == '\0') {
+		event_emit_error("chat-menu: not in that room, or no label");
+		return;
+	}
+	menu = purple_conversation_get_extended_menu(conv);
+	labels = g_ptr_array_new_with_free_func(g_free);
+	client_menu_collect(menu, NULL, labels, label, &found);
+	ev = event_begin("menu");
+	event_add_str(ev, "who", room);
+	event_add_strv(ev, "labels", labels);
+	event_add_str(ev, "ran", found ? label : NULL);
+	event_emit(ev);
+	if (found == NULL)
+		event_emit_error("chat-menu: no item with this label");
+	else
+		((void (*)(PurpleConversation *, gpointer))found->callback)(conv, found->data);
+	g_ptr_array_free(labels, TRUE);
+	client_menu_free(menu);
+}
+
 /* A stanza sent the way the protocol plugin's own features send theirs,
  * so every plugin sees it on its way out (raw text bypasses them). */
 static void client_cmd_send_xml(const char *args)
@@ -1619,6 +1654,8 @@ static void client_run_command(char *line)
 		client_cmd_chat_send(args);
 	} else if (strcmp(name, "chat-cmd") == 0) {
 		client_cmd_chat_cmd(args);
+	} else if (strcmp(name, "chat-menu") == 0) {
+		client_cmd_chat_menu(args);
 	} else if (strcmp(name, "send-xml") == 0 && *args != '\0') {
 		client_cmd_send_xml(args);
 	} else if (strcmp(name, "raw") == 0 && *args != '\0') {

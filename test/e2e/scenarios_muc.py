@@ -107,6 +107,14 @@ def scenario_muc_two_plugins_read_each_other(ctx):
     shown = [e for e in alice.events if e.get("event") == "conv" and
              e.get("plain") == "hello room, secretly"]
     assert len(shown) == 1, "own message shown %d times" % len(shown)
+    # The room's menu offers to turn it off; doing so sends in plaintext.
+    since = bob.mark()
+    bob.write("chat-menu %s Disable OMEMO in this room" % room)
+    assert bob.wait_for("menu", since=since)["ran"] == "Disable OMEMO in this room"
+    bob.wait_for("conv", conv=room, plain__contains="now OFF for this room", since=since)
+    bob.chat_send(room, "openly now")
+    alice.wait_for("conv", type="chat", who="Bob", plain="openly now", timeout=15)
+    alice.wait_for("conv", conv=room, plain__contains="sent WITHOUT encryption")
 
 
 def keys_for(xml):
@@ -152,6 +160,13 @@ def scenario_muc_semianonymous_room_refuses_omemo(ctx):
     assert res["status"] == 0, res
     bob.wait_for("conv", conv=room, plain__contains="OMEMO cannot be turned on here")
     bob.wait_for("conv", conv=room, plain__contains="non-anonymous room")
+    # The room's menu explains it the same way.
+    since = bob.mark()
+    bob.write("chat-menu %s Enable OMEMO in this room" % room)
+    ev = bob.wait_for("menu", since=since)
+    assert ev["ran"] == "Enable OMEMO in this room", ev
+    bob.wait_for("conv", conv=room, plain__contains="OMEMO cannot be turned on here",
+                 since=since)
     bob.chat_cmd(room, "/omemo status")
     bob.wait_for("conv", conv=room, plain__contains="is NOT non-anonymous")
     # Automatic mode: the room is not private, so messages go in plaintext,
