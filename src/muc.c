@@ -523,11 +523,18 @@ static int room_encrypt(manager_t *m, muc_room *r, const char *text, xmlnode **o
 	omemo_message msg = { 0 };
 	size_t n = 0, n_others = 0;
 	guint n_gaps = 0;
-	int ret;
+	bool in_tx = false;
+	int ret, ret2;
 
 	g_string_truncate(r->why, 0);
 	g_string_truncate(r->left_out, 0);
 	g_ptr_array_add(jids, g_strdup(m->own_jid));
+	/* One transaction for the reads, the trust decisions about new keys
+	 * and the ratchet state of every recipient: one commit a message. */
+	ret = store_begin(engine_store(m->engine));
+	if (ret < 0)
+		goto out;
+	in_tx = true;
 	ret = group_candidates(m->engine, manager_trust_mode(m), (const char *const *)jids->pdata,
 	                       jids->len, time(NULL), &cands);
 	if (ret < 0)
@@ -586,10 +593,15 @@ static int room_encrypt(manager_t *m, muc_room *r, const char *text, xmlnode **o
 		goto out;
 	LOG_DETAIL("message for room %s: %zu devices, %zu members reached, %u not\n", r->jid, n,
 	           n_others, n_gaps);
-	*out = wire_build_encrypted(&msg);
-	if (!*out)
-		ret = OMEMO_ERR_INVALID_ARG;
 out:
+	/* Kept even when nothing is sent: trust decided about new keys. */
+	if (in_tx && (ret2 = store_commit(engine_store(m->engine))) < 0 && ret == 0)
+		ret = ret2;
+	if (ret == 0) {
+		*out = wire_build_encrypted(&msg);
+		if (!*out)
+			ret = OMEMO_ERR_INVALID_ARG;
+	}
 	omemo_message_clear(&msg);
 	g_free(rcpts);
 	if (cands)
