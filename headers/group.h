@@ -22,6 +22,9 @@
  * our own device. A GArray of uint32_t. */
 GArray *group_active_devices(engine_t *engine, const char *jid, uint32_t skip_id);
 
+/* Those of them without a session: bundles to fetch. */
+GArray *group_devices_without_session(engine_t *engine, const char *jid, uint32_t skip_id);
+
 typedef struct {
 	const char *jid; /* as given to group_candidates, not copied */
 	uint32_t device;

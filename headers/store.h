@@ -109,6 +109,16 @@ typedef struct {
 	int64_t last_seen;
 } store_device;
 
+typedef struct {
+	uint32_t device;
+	uint8_t key[33]; /* OMEMO_PUBKEY_LEN */
+} store_identity_row;
+
+/* The identity keys of jid's devices that we hold sessions with, by
+ * device; *rows g_free'd (NULL when n == 0). */
+int store_remote_identities(store_t *store, const char *ns, const char *jid,
+                            store_identity_row **rows, size_t *n);
+
 /* Record the list just published by jid: listed ids become active (new ones
  * get first_seen = now), last_seen = now for them; ids not listed become
  * inactive (kept, so their trust and sessions survive a re-add). */

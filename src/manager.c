@@ -579,16 +579,14 @@ int manager_fetch_missing_bundles(manager_t *m, contact *c, const char *const *j
 	int started = 0;
 
 	for (size_t j = 0; j < n; j++) {
-		GArray *ids = active_devices(m, jids[j]);
-		uint32_t *sess = NULL;
-		size_t n_sess = 0;
+		bool own = strcmp(jids[j], m->own_jid) == 0;
+		GArray *ids = group_devices_without_session(m->engine, jids[j],
+		                                            own ? engine_device_id(m->engine) : 0);
 
-		store_session_devices(engine_store(m->engine), OMEMO_NS_LEGACY, jids[j], &sess,
-		                      &n_sess);
 		for (guint i = 0; i < ids->len; i++) {
 			uint32_t id = g_array_index(ids, uint32_t, i);
 
-			if (ids_contain(sess, n_sess, id) || manager_is_skipped(c, jids[j], id))
+			if (manager_is_skipped(c, jids[j], id))
 				continue;
 			if (bundle_fetch(m, c, jids[j], id)) {
 				c->fetching++;
@@ -597,7 +595,6 @@ int manager_fetch_missing_bundles(manager_t *m, contact *c, const char *const *j
 				manager_skip_device(c, jids[j], id, _("we are not connected."));
 			}
 		}
-		g_free(sess);
 		g_array_free(ids, TRUE);
 	}
 	return started;

@@ -1259,6 +1259,46 @@ int store_remote_identity_get(store_t *store, const char *ns, const char *jid,
 /* Devices                                                              */
 /* ------------------------------------------------------------------ */
 
+int store_remote_identities(store_t *store, const char *ns, const char *jid,
+                            store_identity_row **rows, size_t *n)
+{
+	sqlite3_stmt *stmt = NULL;
+	GArray *arr;
+	int ret;
+
+	if (!store)
+		return OMEMO_ERR_INVALID_ARG;
+	store->last_error = 0;
+	if (!ns || !jid || !rows || !n)
+		return store_fail(store, OMEMO_ERR_INVALID_ARG);
+	*rows = NULL;
+	*n = 0;
+	ret = store_stmt(store,
+	                 "SELECT device, key FROM remote_identities WHERE ns = ? AND jid = ?"
+	                 " ORDER BY device",
+	                 VALS(V_TEXT(ns), V_TEXT(jid)), &stmt);
+	if (ret < 0)
+		return ret;
+	arr = g_array_new(FALSE, TRUE, sizeof(store_identity_row));
+	while ((ret = store_step(store, stmt)) == 1) {
+		store_identity_row row = { 0 };
+
+		/* A key of another length is corrupt: left out, as if unknown. */
+		if (sqlite3_column_bytes(stmt, 1) != OMEMO_PUBKEY_LEN)
+			continue;
+		row.device = (uint32_t)sqlite3_column_int64(stmt, 0);
+		memcpy(row.key, sqlite3_column_blob(stmt, 1), OMEMO_PUBKEY_LEN);
+		g_array_append_val(arr, row);
+	}
+	if (ret < 0) {
+		g_array_free(arr, TRUE);
+		return ret;
+	}
+	*n = arr->len;
+	*rows = (store_identity_row *)g_array_free(arr, *n == 0);
+	return 0;
+}
+
 int store_devices_update(store_t *store, const char *ns, const char *jid, const uint32_t *ids,
                          size_t n, int64_t now)
 {

@@ -364,3 +364,46 @@ def scenario_muc_offline_member_reads_history(ctx):
     shown = [e for e in alice.events if e.get("event") == "conv" and
              e.get("plain") == "while you were away"]
     assert len(shown) == 1, shown
+
+
+def scenario_muc_own_other_device_reads_room(ctx):
+    """Our other device in the same room reads what this one sent, and this
+    device shows it once as ours; a second device that is not in the room
+    gets it through the room's history later."""
+    room = "devices@" + MUC
+    home = ctx.client("alice", plugins=[OMEMO_PLUGIN], resource="home", name="alice-home")
+    home.wait_signed_on()
+    wait_published(home)
+    work = ctx.client("alice", plugins=[OMEMO_PLUGIN], resource="work", name="alice-work")
+    bob = ctx.client("bob", plugins=[OMEMO_PLUGIN])
+    work.wait_signed_on()
+    bob.wait_signed_on()
+    wait_published(work)
+    wait_published(bob)
+    home_id = device_id_of(home)
+    work_id = device_id_of(work)
+    # Each device knows the other from the account's device list.
+    deadline = time.time() + 15
+    while str(work_id) not in home.debug_log() and time.time() < deadline:
+        time.sleep(0.1)
+    client_make_room(home, room, "Alice", members=[bob.bare])
+    bob.join(room, "Bob")
+    home.wait_for("conv", type="chat", plain__contains="Bob [bob@localhost", timeout=15)
+    since = home.mark()
+    home.chat_send(room, "from my home device")
+    bob.wait_for("conv", type="chat", who="Alice", plain="from my home device", timeout=30)
+    sent = groupchat_out(home, room, since)
+    assert sent and work_id in keys_for(sent[0][0]), "not encrypted for our other device"
+    assert home_id not in keys_for(sent[0][0]), "encrypted for the sending device itself"
+    # The other device joins later (same account, another nick) and reads
+    # the message from the room's history.
+    work.join(room, "Alice-work")
+    ev = work.wait_for("conv", type="chat", who="Alice", plain="from my home device",
+                       timeout=30)
+    assert "delayed" in ev["flags"], ev
+    # And what it sends, the home device reads under its nick.
+    work.chat_send(room, "from my work device")
+    home.wait_for("conv", type="chat", who="Alice-work", plain="from my work device",
+                  timeout=30)
+    bob.wait_for("conv", type="chat", who="Alice-work", plain="from my work device",
+                 timeout=30)
