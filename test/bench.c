@@ -671,7 +671,7 @@ int main(int argc, char **argv)
 	int reps = quick ? 5 : 31;
 	char *dir, *alice_db;
 	engine_t *a, *peer;
-	const int sizes[] = { 1, 10, 100, 1000 };
+	const int sizes[] = { 1, 10, 100, 150, 1000 };
 
 	if (argc == 4 && strcmp(argv[1], "--open-only") == 0) {
 		engine_t *e = NULL;
