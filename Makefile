@@ -232,14 +232,14 @@ $(addprefix $(FUZZ_DIR)/,$(FUZZ_WIRE_TARGETS)): $(FUZZ_DIR)/%: test/fuzz/%.c \
 		test/fuzz/fuzz_common.h $(call fuzz_objs,err types wire)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Itest/fuzz $< $(filter %.o,$^) -o $@ $(PKG_LIBS)
 
-$(FUZZ_DIR)/fuzz_store_records: test/fuzz/fuzz_store_records.c $(call fuzz_objs,err types payload)
+$(FUZZ_DIR)/fuzz_store_records: test/fuzz/fuzz_store_records.c $(call fuzz_objs,err types payload records)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Itest/fuzz $< $(filter %.o,$^) -o $@ $(PKG_LIBS)
 
 $(FUZZ_DIR)/fuzz_incoming: test/fuzz/fuzz_incoming.c test/fuzz/fuzz_common.h \
-		$(call fuzz_objs,err types wire payload store engine)
+		$(call fuzz_objs,err types wire payload records store engine)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Itest/fuzz $< $(filter %.o,$^) -o $@ $(PKG_LIBS)
 
-.SECONDARY: $(call fuzz_objs,err types wire payload store engine)
+.SECONDARY: $(call fuzz_objs,err types wire payload records store engine)
 
 fuzz-build: $(FUZZ_BINS)
 

@@ -17,6 +17,7 @@
 
 #include "err.h"
 #include "omemo_types.h"
+#include "records.h"
 #include "store.h"
 
 /* A writer elsewhere (a second client on the same profile, a backup tool)
@@ -1022,70 +1023,14 @@ int store_signed_prekey_save(store_t *store, uint32_t id, const uint8_t *record,
 	                  VALS(V_INT(id), V_BLOB(record, len), V_INT(created)), NULL);
 }
 
-/* Read one protobuf varint; false on a truncated or overlong one. */
-static bool pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-	*v = 0;
-	for (int shift = 0; shift < 64 && *p < end; shift += 7) {
-		uint8_t b = *(*p)++;
-
-		*v |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80))
-			return true;
-	}
-	return false;
-}
-
-/* A signed prekey record as the Signal library will read it: framing that
- * holds together, and no empty signature (field 4). The library asserts,
- * and so aborts the whole client, on a present but empty signature: a
- * damaged database must yield an error instead. */
-static bool signed_prekey_record_sane(const uint8_t *data, size_t len)
-{
-	const uint8_t *p = data, *end = data + len;
-
-	while (p < end) {
-		uint64_t key, v;
-
-		if (!pb_varint(&p, end, &key))
-			return false;
-		switch (key & 7) {
-		case 0:
-			if (!pb_varint(&p, end, &v))
-				return false;
-			break;
-		case 1:
-			if ((size_t)(end - p) < 8)
-				return false;
-			p += 8;
-			break;
-		case 2:
-			if (!pb_varint(&p, end, &v) || v > (uint64_t)(end - p))
-				return false;
-			if ((key >> 3) == 4 && v == 0)
-				return false;
-			p += v;
-			break;
-		case 5:
-			if ((size_t)(end - p) < 4)
-				return false;
-			p += 4;
-			break;
-		default:
-			return false;
-		}
-	}
-	return true;
-}
-
 /* The stored record of signed prekey id, checked before anyone parses it. */
 static int store_signed_prekey_fetch(store_t *store, uint32_t id, signal_buffer **record)
 {
 	int ret = store_query_buffer(store, "SELECT record FROM signed_prekeys WHERE id = ?",
 	                             VALS(V_INT(id)), record);
 
-	if (ret == 0 && !signed_prekey_record_sane(signal_buffer_data(*record),
-	                                           signal_buffer_len(*record))) {
+	if (ret == 0 && !records_signed_prekey_ok(signal_buffer_data(*record),
+	                                          signal_buffer_len(*record))) {
 		signal_buffer_bzero_free(*record);
 		*record = NULL;
 		return store_fail(store, OMEMO_ERR_STORE_CORRUPT);
@@ -1587,6 +1532,9 @@ static int store_load_session_cb(signal_buffer **record, signal_buffer **user_re
 		gsize len = 0;
 		const void *data = g_bytes_get_data(e->record, &len);
 
+		/* Checked before the library parses it (records.h). */
+		if (!records_session_ok(data, len))
+			return store_signal_err(store_fail(store, OMEMO_ERR_STORE_CORRUPT));
 		rec = signal_buffer_create(data, len);
 		if (!rec)
 			return store_signal_err(store_fail(store, OMEMO_ERR_NOMEM));
@@ -1612,6 +1560,11 @@ static int store_load_session_cb(signal_buffer **record, signal_buffer **user_re
 	if (ret < 0) {
 		signal_buffer_free(rec);
 		return store_signal_err(store_fail(store, ret));
+	}
+	if (!records_session_ok(signal_buffer_data(rec), signal_buffer_len(rec))) {
+		signal_buffer_free(rec);
+		signal_buffer_free(user);
+		return store_signal_err(store_fail(store, OMEMO_ERR_STORE_CORRUPT));
 	}
 	*record = rec;
 	if (user)
@@ -1783,6 +1736,12 @@ static int store_load_pre_key_cb(signal_buffer **record, uint32_t pre_key_id, vo
 	                         VALS(V_INT(pre_key_id)), record);
 	if (ret == OMEMO_ERR_NOT_FOUND)
 		return SG_ERR_INVALID_KEY_ID;
+	if (ret == 0 && !records_framing_ok(signal_buffer_data(*record),
+	                                    signal_buffer_len(*record))) {
+		signal_buffer_bzero_free(*record);
+		*record = NULL;
+		ret = store_fail(store, OMEMO_ERR_STORE_CORRUPT);
+	}
 	return ret < 0 ? store_signal_err(ret) : SG_SUCCESS;
 }
 

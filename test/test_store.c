@@ -1745,10 +1745,47 @@ static void test_damaged_signed_prekey_record_is_refused_not_parsed(void **state
 	assert_int_equal(store_last_error(f->store), OMEMO_ERR_STORE_CORRUPT);
 }
 
+/* A session record with broken framing (the fuzzer's input that made the
+ * Signal library leak) is refused as corrupt before the library parses it,
+ * from the cache path as from the database. */
+static void test_damaged_session_record_is_refused_not_parsed(void **state)
+{
+	fixture *f = *state;
+	static const uint8_t leak[] = { 0x00, 0x21, 0x12, 0x00, 0x1a, 0x00, 0x02, 0x00,
+		                        0x1a, 0x00, 0x12, 0x00, 0x20, 0x00, 0x1a, 0x00,
+		                        0x00, 0x1a, 0x12, 0x02, 0x1a, 0x00 };
+	signal_protocol_address carol = { "carol@example.org", 17, 3 };
+	session_record *rec = NULL;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *stmt = NULL;
+
+	open_with_signal(f, NS_LEGACY);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+	                                    "INSERT INTO sessions (ns, jid, device, record)"
+	                                    " VALUES (?, ?, 3, ?)",
+	                                    -1, &stmt, NULL),
+	                 SQLITE_OK);
+	sqlite3_bind_text(stmt, 1, NS_LEGACY, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, carol.name, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(stmt, 3, leak, sizeof(leak), SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
+	sqlite3_finalize(stmt);
+	sqlite3_close(db);
+	assert_true(compat_session_load_session(f->sctx, &rec, &carol) < 0);
+	assert_null(rec);
+	assert_int_equal(store_last_error(f->store), OMEMO_ERR_STORE_CORRUPT);
+	/* Again, now that the row may be cached. */
+	assert_true(compat_session_load_session(f->sctx, &rec, &carol) < 0);
+	assert_null(rec);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_damaged_signed_prekey_record_is_refused_not_parsed,
+		                                setup, teardown),
+		cmocka_unit_test_setup_teardown(test_damaged_session_record_is_refused_not_parsed,
 		                                setup, teardown),
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 		T(test_open_creates_db_wal_and_shm_with_mode_0600_under_umask_0),

@@ -1,0 +1,24 @@
+/*
+ * Checks on the records the store hands to the Signal library, made before
+ * the library parses them. The library trusts its own serialisations: a
+ * damaged or tampered record can make it abort (an empty signature) or
+ * leak. Records that fail these checks are treated as a corrupt store.
+ */
+#ifndef PURPLE_OMEMO_RECORDS_H
+#define PURPLE_OMEMO_RECORDS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A well-framed protobuf message: every field numbered from 1, known wire
+ * types, lengths inside the buffer. */
+bool records_framing_ok(const uint8_t *data, size_t len);
+/* A session record: fields 1 (current session) and 2 (previous sessions)
+ * only, each itself well framed. */
+bool records_session_ok(const uint8_t *data, size_t len);
+/* A signed prekey record: well framed, with no empty signature (field 4,
+ * or 6 in libomemo-c's layout). */
+bool records_signed_prekey_ok(const uint8_t *data, size_t len);
+
+#endif
