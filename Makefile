@@ -216,6 +216,7 @@ clean:
 .PHONY: fuzz fuzz-build
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 1
 FUZZ_DIR := $(BUILD)/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS = -std=gnu11 $(WARN) $(DEFS) -Iheaders $(PKG_CFLAGS) -O1 -g $(FUZZ_SAN)
@@ -244,4 +245,4 @@ $(FUZZ_DIR)/fuzz_incoming: test/fuzz/fuzz_incoming.c test/fuzz/fuzz_common.h \
 fuzz-build: $(FUZZ_BINS)
 
 fuzz: $(FUZZ_BINS)
-	@sh test/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_DIR) $(FUZZ_TARGETS)
+	@FUZZ_JOBS=$(FUZZ_JOBS) sh test/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_DIR) $(FUZZ_TARGETS)
