@@ -65,7 +65,7 @@ E2E_PKGS := purple glib-2.0
 PO_LANGS := $(basename $(notdir $(wildcard po/*.po)))
 MO_FILES := $(patsubst %,$(BUILD)/locale/%/LC_MESSAGES/purple-omemo.mo,$(PO_LANGS))
 
-.PHONY: all check unit-check memcheck bench e2e install install-home uninstall deps pot clean
+.PHONY: all check unit-check memcheck bench e2e e2e-valgrind install install-home uninstall deps pot clean
 
 all: $(PLUGIN) $(MO_FILES)
 
@@ -113,7 +113,7 @@ check: all $(UNIT_BINS) $(E2E_CLIENT)
 		sh test/run_unit.sh $(UNIT_BINS) 2>&1 | tee $(CHECK_LOGS)/unit.log
 	@sh test/check_symbols.sh $(PLUGIN) 2>&1 | tee $(CHECK_LOGS)/symbols.log
 	@sh test/check_pot.sh 2>&1 | tee $(CHECK_LOGS)/pot.log
-	@/usr/bin/python3 test/e2e/run.py --build $(BUILD) 2>&1 | tee $(CHECK_LOGS)/e2e.log
+	@/usr/bin/python3 test/e2e/run.py --build $(BUILD) -j $(E2E_JOBS) 2>&1 | tee $(CHECK_LOGS)/e2e.log
 	@/usr/bin/python3 test/ui/finch_test.py --build $(BUILD) 2>&1 | tee $(CHECK_LOGS)/finch.log
 	@/usr/bin/python3 test/ui/pidgin_test.py --build $(BUILD) 2>&1 | tee $(CHECK_LOGS)/pidgin.log
 	@sh test/summary.sh $(CHECK_LOGS)/unit.log $(CHECK_LOGS)/symbols.log $(CHECK_LOGS)/pot.log \
@@ -133,12 +133,21 @@ bench: $(BENCH)
 # clients (test/e2e/client.c) loading the built plugin, an independent
 # python OMEMO peer. The client links libpurple only, none of src/.
 
+# Scenarios run at once, each with its own Prosody and clients.
+E2E_JOBS ?= 3
+
 $(E2E_CLIENT): test/e2e/client.c | $(BUILD)
 	$(CC) -std=gnu11 $(WARN) -O2 -g $(shell $(PKG_CONFIG) --cflags $(E2E_PKGS)) $< -o $@ \
 		$(shell $(PKG_CONFIG) --libs $(E2E_PKGS))
 
 e2e: $(PLUGIN) $(E2E_CLIENT)
-	/usr/bin/python3 test/e2e/run.py --build $(BUILD)
+	/usr/bin/python3 test/e2e/run.py --build $(BUILD) -j $(E2E_JOBS)
+
+# The same suite with every libpurple client under valgrind memcheck: any
+# invalid read or write, or a definite leak, fails the scenario.
+e2e-valgrind: $(PLUGIN) $(E2E_CLIENT)
+	E2E_VALGRIND=1 /usr/bin/python3 test/e2e/run.py --build $(BUILD) -j 2 \
+		--scenario-timeout 900 --suite-timeout 3000
 
 # Real user interfaces: Finch driven through tmux (keys in, screen text
 # out) and Pidgin under Xvfb (pointer clicks with xdotool, widgets located

@@ -11,12 +11,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "signal_compat.h"
+
 /* A well-framed protobuf message: every field numbered from 1, known wire
  * types, lengths inside the buffer. */
 bool records_framing_ok(const uint8_t *data, size_t len);
 /* A session record: fields 1 (current session) and 2 (previous sessions)
  * only, each itself well framed. */
 bool records_session_ok(const uint8_t *data, size_t len);
+/* Each session state of a session record (current and previous) parses
+ * on its own. The library leaks the states it had built when a later one
+ * of the same record fails, so a record read from disk is checked this
+ * way before the library sees it whole. */
+bool records_session_states_ok(const uint8_t *data, size_t len, signal_context *ctx);
 /* A signed prekey record: well framed, with no empty signature (field 4,
  * or 6 in libomemo-c's layout). */
 bool records_signed_prekey_ok(const uint8_t *data, size_t len);

@@ -109,6 +109,11 @@ typedef struct {
 	int64_t last_seen;
 } store_device;
 
+/* The library context used to check session records read from disk (each
+ * session state must parse on its own, see records.h); without one, only
+ * their framing is checked. */
+void store_set_signal_context(store_t *store, signal_context *ctx);
+
 typedef struct {
 	uint32_t device;
 	uint8_t key[33]; /* OMEMO_PUBKEY_LEN */

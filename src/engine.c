@@ -306,6 +306,7 @@ int engine_open(const char *db_path, const char *own_jid, engine_t **out)
 	ret = payload_crypto_provider_set(engine->ctx);
 	if (ret < 0)
 		goto out;
+	store_set_signal_context(engine->store, engine->ctx);
 	ret = signal_protocol_store_context_create(&engine->sctx, engine->ctx);
 	if (ret < 0)
 		goto out;

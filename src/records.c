@@ -2,6 +2,8 @@
  * Plausibility checks on stored Signal records (see records.h): a walk over
  * the protobuf framing, without a schema beyond the few fields that matter.
  */
+#include <session_state.h>
+
 #include "records.h"
 
 /* Read one protobuf varint; false on a truncated or overlong one. */
@@ -88,6 +90,27 @@ bool records_session_ok(const uint8_t *data, size_t len)
 			return false;
 		if ((number != 1 && number != 2) || type != 2 || !records_framing_ok(v, vlen))
 			return false;
+	}
+	return true;
+}
+
+bool records_session_states_ok(const uint8_t *data, size_t len, signal_context *ctx)
+{
+	const uint8_t *p = data, *end = data + len;
+
+	if (!records_session_ok(data, len) || !ctx)
+		return false;
+	while (p < end) {
+		uint64_t number, vlen;
+		unsigned type;
+		const uint8_t *v;
+		session_state *state = NULL;
+
+		if (!pb_field(&p, end, &number, &type, &v, &vlen))
+			return false;
+		if (session_state_deserialize(&state, v, (size_t)vlen, ctx) != 0)
+			return false;
+		SIGNAL_UNREF(state);
 	}
 	return true;
 }

@@ -37,11 +37,14 @@ struct store {
 	 * Valid because this connection is the database's only writer. */
 	GHashTable *sessions;  /* key -> store_session_entry */
 	GPtrArray *tx_touched; /* keys written in the open transaction */
+	/* For checking session records read from disk (records.h). */
+	signal_context *gctx;
 };
 
 typedef struct {
 	int64_t rowid;  /* 0: there is no row */
 	GBytes *record; /* NULL when there is no row */
+	bool checked;   /* written by the library, or read and checked */
 } store_session_entry;
 
 /* ------------------------------------------------------------------ */
@@ -94,12 +97,15 @@ static bool store_session_key(char *buf, const char *ns, const char *jid, size_t
 	return true;
 }
 
+/* checked: the record was written by the library itself, or was read and
+ * passed the checks of records.h. */
 static void store_session_cache_put(store_t *store, const char *key, int64_t rowid,
-                                    const void *record, size_t len)
+                                    const void *record, size_t len, bool checked)
 {
 	store_session_entry *e = g_new0(store_session_entry, 1);
 
 	e->rowid = rowid;
+	e->checked = checked;
 	e->record = rowid ? g_bytes_new(record, len) : NULL;
 	g_hash_table_replace(store->sessions, g_strdup(key), e);
 	if (store->depth > 0)
@@ -1103,6 +1109,19 @@ int store_signed_prekey_remove(store_t *store, uint32_t id)
 /* Look the address up, through the cache. 1 and *entry (owned by the
  * cache, may be NULL for an uncachable address) when a row exists, 0 when
  * not, negative on error. A row with a user_record is never cached. */
+static bool session_record_readable(store_t *store, const void *data, size_t len)
+{
+	if (!store->gctx)
+		return records_session_ok(data, len);
+	return records_session_states_ok(data, len, store->gctx);
+}
+
+void store_set_signal_context(store_t *store, signal_context *ctx)
+{
+	if (store)
+		store->gctx = ctx;
+}
+
 static int store_session_lookup(store_t *store, const char *ns, const char *jid, size_t jid_len,
                                 int64_t device, store_session_entry **entry)
 {
@@ -1128,13 +1147,13 @@ static int store_session_lookup(store_t *store, const char *ns, const char *jid,
 		return ret;
 	if (ret == 0) {
 		if (cachable)
-			store_session_cache_put(store, key, 0, NULL, 0);
+			store_session_cache_put(store, key, 0, NULL, 0, true);
 		return 0;
 	}
 	if (cachable && sqlite3_column_int(stmt, 2)) {
 		store_session_cache_put(store, key, sqlite3_column_int64(stmt, 0),
 		                        sqlite3_column_blob(stmt, 1),
-		                        (size_t)sqlite3_column_bytes(stmt, 1));
+		                        (size_t)sqlite3_column_bytes(stmt, 1), false);
 		*entry = g_hash_table_lookup(store->sessions, key);
 	}
 	store_stmt_done(stmt);
@@ -1532,9 +1551,12 @@ static int store_load_session_cb(signal_buffer **record, signal_buffer **user_re
 		gsize len = 0;
 		const void *data = g_bytes_get_data(e->record, &len);
 
-		/* Checked before the library parses it (records.h). */
-		if (!records_session_ok(data, len))
-			return store_signal_err(store_fail(store, OMEMO_ERR_STORE_CORRUPT));
+		/* Read from disk: checked once, before the library parses it. */
+		if (!e->checked) {
+			if (!session_record_readable(store, data, len))
+				return store_signal_err(store_fail(store, OMEMO_ERR_STORE_CORRUPT));
+			e->checked = true;
+		}
 		rec = signal_buffer_create(data, len);
 		if (!rec)
 			return store_signal_err(store_fail(store, OMEMO_ERR_NOMEM));
@@ -1561,7 +1583,7 @@ static int store_load_session_cb(signal_buffer **record, signal_buffer **user_re
 		signal_buffer_free(rec);
 		return store_signal_err(store_fail(store, ret));
 	}
-	if (!records_session_ok(signal_buffer_data(rec), signal_buffer_len(rec))) {
+	if (!session_record_readable(store, signal_buffer_data(rec), signal_buffer_len(rec))) {
 		signal_buffer_free(rec);
 		signal_buffer_free(user);
 		return store_signal_err(store_fail(store, OMEMO_ERR_STORE_CORRUPT));
@@ -1637,7 +1659,7 @@ static int store_store_session_cb(const signal_protocol_address *address, uint8_
 			store_session_cache_drop(store, key);
 			return store_signal_err(ret < 0 ? ret : store_fail(store, OMEMO_ERR_STORE));
 		}
-		store_session_cache_put(store, key, e->rowid, record, record_len);
+		store_session_cache_put(store, key, e->rowid, record, record_len, true);
 		return 0;
 	}
 	if (cachable)
@@ -1671,7 +1693,7 @@ static int store_store_session_cb(const signal_protocol_address *address, uint8_
 	if (store->depth == 0)
 		store->stats.commits++;
 	if (cachable && !user_record)
-		store_session_cache_put(store, key, rowid, record, record_len);
+		store_session_cache_put(store, key, rowid, record, record_len, true);
 	return 0;
 }
 

@@ -1780,12 +1780,45 @@ static void test_damaged_session_record_is_refused_not_parsed(void **state)
 	assert_null(rec);
 }
 
+/* Well framed, but its second previous session does not parse: the library
+ * would leak the first. With the library context set, the store parses each
+ * session state on its own first and refuses the record. */
+static void test_session_record_with_unparsable_state_is_refused(void **state)
+{
+	fixture *f = *state;
+	static const uint8_t rec_bytes[] = { 0x12, 0x00, 0x12, 0x04, 0x12, 0x00, 0x12, 0x00 };
+	signal_protocol_address dave = { "dave@example.org", 16, 5 };
+	session_record *rec = NULL;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *stmt = NULL;
+
+	open_with_signal(f, NS_LEGACY);
+	store_set_signal_context(f->store, f->gctx);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+	                                    "INSERT INTO sessions (ns, jid, device, record)"
+	                                    " VALUES (?, ?, 5, ?)",
+	                                    -1, &stmt, NULL),
+	                 SQLITE_OK);
+	sqlite3_bind_text(stmt, 1, NS_LEGACY, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, dave.name, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(stmt, 3, rec_bytes, sizeof(rec_bytes), SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
+	sqlite3_finalize(stmt);
+	sqlite3_close(db);
+	assert_true(compat_session_load_session(f->sctx, &rec, &dave) < 0);
+	assert_null(rec);
+	assert_int_equal(store_last_error(f->store), OMEMO_ERR_STORE_CORRUPT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_damaged_signed_prekey_record_is_refused_not_parsed,
 		                                setup, teardown),
 		cmocka_unit_test_setup_teardown(test_damaged_session_record_is_refused_not_parsed,
+		                                setup, teardown),
+		cmocka_unit_test_setup_teardown(test_session_record_with_unparsable_state_is_refused,
 		                                setup, teardown),
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 		T(test_open_creates_db_wal_and_shm_with_mode_0600_under_umask_0),

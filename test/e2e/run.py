@@ -2,8 +2,10 @@
 """Runs the end-to-end scenarios: every function scenario_* in
 test/e2e/scenarios_*.py, in file order, each against its own fresh Prosody.
 
-    run.py --build build/libomemo-c [-k substring] [--keep]
+    run.py --build build/libomemo-c [-k substring] [--keep] [-j N]
 
+With -j N (or E2E_JOBS=N), N scenarios run at once, each in its own process
+with its own Prosody; a scenario's report is printed whole when it ends.
 Prints "PASS name (1.2 s)" or "FAIL name: reason" per scenario and ends with
 one line "N passed, N failed"; exits non-zero on any failure. A failing
 scenario's programs' state (debug logs, events, prosody.log) stays in
@@ -11,9 +13,12 @@ BUILD/e2e-runs/NAME-XXXX.
 """
 
 import argparse
+import contextlib
 import glob
 import importlib
 import inspect
+import io
+import multiprocessing
 import os
 import shutil
 import sys
@@ -109,6 +114,15 @@ def run_one(func, build, runs_dir, scenario_timeout, keep):
     return False
 
 
+def _run_captured(name, build, runs_dir, scenario_timeout, keep):
+    """In a worker process: one scenario, its report as text."""
+    func = {f.__name__: f for f in discover(None)}[name]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        ok = run_one(func, build, runs_dir, scenario_timeout, keep)
+    return ok, out.getvalue()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", required=True, help="directory with purple-omemo.so and e2e-client")
@@ -116,6 +130,8 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep every scenario's state directory")
     ap.add_argument("--scenario-timeout", type=int, default=120)
     ap.add_argument("--suite-timeout", type=int, default=1200)
+    ap.add_argument("-j", dest="jobs", type=int, default=int(os.environ.get("E2E_JOBS", "1")),
+                    help="scenarios run at once, each in its own process")
     args = ap.parse_args()
 
     build = os.path.abspath(args.build)
@@ -154,10 +170,26 @@ def main():
 
     runs_dir = os.path.join(build, "e2e-runs")
     os.makedirs(runs_dir, exist_ok=True)
-    for func in scenarios:
-        ok = run_one(func, build, runs_dir, args.scenario_timeout, args.keep)
-        with lock:
-            counts["passed" if ok else "failed"] += 1
+    if args.jobs <= 1:
+        for func in scenarios:
+            ok = run_one(func, build, runs_dir, args.scenario_timeout, args.keep)
+            with lock:
+                counts["passed" if ok else "failed"] += 1
+    else:
+        # Fresh processes (fork): each has its own harness state, so one
+        # scenario's timeout kills only its own programs.
+        pool = multiprocessing.get_context("fork").Pool(args.jobs, maxtasksperchild=1)
+        pending = [pool.apply_async(_run_captured, (f.__name__, build, runs_dir,
+                                                    args.scenario_timeout, args.keep))
+                   for f in scenarios]
+        for res in pending:
+            ok, text = res.get()
+            with lock:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+                counts["passed" if ok else "failed"] += 1
+        pool.close()
+        pool.join()
     guard.cancel()
     with lock:
         print("%d passed, %d failed" % (counts["passed"], counts["failed"]), flush=True)

@@ -173,7 +173,7 @@ def scenario_muc_semianonymous_room_refuses_omemo(ctx):
     # and the user is told so.
     bob.chat_send(room, "plain hello")
     alice.wait_for("conv", type="chat", who="Bob", plain="plain hello", timeout=15)
-    assert notices(bob, room, contains="NOT encrypted"), "no plaintext notice"
+    bob.wait_for("conv", conv=room, flags="system", plain__contains="NOT encrypted")
 
 
 def scenario_muc_room_turning_anonymous_stops_sending(ctx):

@@ -39,7 +39,7 @@ static void exercise_session(const uint8_t *data, size_t size)
 	signal_buffer *out = NULL;
 
 	/* What the store refuses as corrupt never reaches the library. */
-	if (!records_session_ok(data, size))
+	if (!records_session_states_ok(data, size, fuzz_ctx))
 		return;
 	if (session_record_deserialize(&record, data, size, fuzz_ctx) != 0)
 		return;
