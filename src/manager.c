@@ -1230,8 +1230,12 @@ static void handle_pep_event(manager_t *m, const char *from, xmlnode *event)
 		return;
 	/* PEP events come from the publisher's bare JID (none: our own
 	 * account); a full JID is some client speaking for the account. */
-	if (from && strchr(from, '/'))
+	if (from && strchr(from, '/')) {
+		purple_debug_warning(LOG, "device list event from a full JID (%s) refused: PEP "
+		                          "events come from the account itself\n",
+		                     from);
 		return;
+	}
 	jid = xmpp_bare_jid(from ? from : m->own_jid);
 	if (!jid)
 		return;

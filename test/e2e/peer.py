@@ -9,11 +9,17 @@ the same device, and a second process with another folder and the same JID is
 a second device of that account.
 
     /usr/bin/python3 test/e2e/peer.py --jid user@localhost --password PW \
-        --host 127.0.0.1 --port N --state DIR [--device-id N] [--no-omemo] \
-        [--manual-trust] [--quirk Q]... [--resource R] [--timeout S] [--debug]
+        --host 127.0.0.1 --port N --state DIR [--device-id N [--reinstall]] \
+        [--no-omemo] [--manual-trust] [--quirk Q]... [--resource R] [--timeout S] \
+        [--debug]
 
 --quirk no-prekey-attr|iv-first|bundle-item-1 reproduces lurch 0.7's key
 without prekey='true', Dino's <iv> before the keys, Dino's bundle item id '1'.
+
+--reinstall, with --device-id N and a new --state folder, makes a new identity
+under an id that is already on the account's device list (a device that was
+wiped and set up again, or one that lies about its key): the list keeps N as
+it is, and the bundle at N is replaced by the new identity's.
 
 Commands arrive on stdin, one per line; events leave on stdout, one JSON object
 per line, flushed. Commands wait until "ready"; end of input means quit.
@@ -306,6 +312,9 @@ class Peer(slixmpp.ClientXMPP):
         self.storage = None
         self.manager_cls = None
         self.device_id: Optional[int] = None
+        # --reinstall: an id of our own list that python-omemo must not see
+        # while it draws the id of a new identity
+        self.hidden_own_device: Optional[int] = None
 
         # Loopback tests run without TLS: allow PLAIN over the bare socket.
         self["feature_mechanisms"].unencrypted_plain = True
@@ -416,7 +425,11 @@ class Peer(slixmpp.ClientXMPP):
             # while it clashes with the published list: a range of one id
             # would then spin forever, so check the list first.
             if wanted in await self.download_device_list(self.own):
-                raise RuntimeError(f"device id {wanted} is already on {self.own}'s device list")
+                if not self.args.reinstall:
+                    raise RuntimeError(f"device id {wanted} is already on {self.own}'s device list")
+                # The draw must not see the id taken: hide it from python-omemo
+                # until the new identity holds it.
+                self.hidden_own_device = wanted
             self.manager_cls.DEVICE_ID_MIN = wanted
             self.manager_cls.DEVICE_ID_MAX = wanted + 1
         self.backend = po.Oldmemo(self.storage)
@@ -437,6 +450,7 @@ class Peer(slixmpp.ClientXMPP):
                 # Live from here on: queued key transport messages go out.
                 await self.sm.after_history_sync()
             finally:
+                self.hidden_own_device = None
                 self.storage.flush()
         # Read back what the server now serves.
         ids, bundle = await asyncio.gather(self.download_device_list(self.own),
@@ -601,9 +615,12 @@ class Peer(slixmpp.ClientXMPP):
         except (IqError, IqTimeout) as e:
             raise omemo.DeviceListDownloadFailed(f"{jid}: {e}") from e
         try:
-            return self.po.parse_device_list(payload)
+            ids = self.po.parse_device_list(payload)
         except Exception as e:
             raise omemo.DeviceListDownloadFailed(f"bad device list of {jid}: {e}") from e
+        if jid == self.own and self.hidden_own_device is not None:
+            ids.pop(self.hidden_own_device, None)
+        return ids
 
     async def send_message(self, message: Any, jid: str) -> None:
         # Messages python-omemo sends by itself carry no payload: key
@@ -1349,6 +1366,9 @@ def main(argv) -> int:
     parser.add_argument("--state", required=True, help="folder for identity, sessions and trust")
     parser.add_argument("--device-id", type=int, default=None,
                         help="device id for a new identity (must match an existing one)")
+    parser.add_argument("--reinstall", action="store_true",
+                        help="with --device-id and a new state: take over an id already on "
+                             "the list with a new identity")
     parser.add_argument("--no-omemo", action="store_true", help="plain XMPP client only")
     parser.add_argument("--manual-trust", action="store_true",
                         help="new devices stay untrusted until the 'trust' command")
@@ -1366,6 +1386,9 @@ def main(argv) -> int:
         args.jid = bare(args.jid)
     except ValueError as e:
         emit("error", text=str(e))
+        return 2
+    if args.reinstall and args.device_id is None:
+        emit("error", text="--reinstall needs --device-id")
         return 2
     os.makedirs(args.state, exist_ok=True)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
