@@ -650,6 +650,10 @@ int store_open(const char *path, store_t **out)
 		goto out;
 	}
 	ret = store_check_file(store->db, &version);
+	/* In a read-only folder SQLite opens the file read-only, then cannot
+	 * make the WAL index it needs: say read-only, not "cannot open". */
+	if (ret == OMEMO_ERR_STORE_OPEN && sqlite3_db_readonly(store->db, "main") == 1)
+		ret = OMEMO_ERR_STORE_READONLY;
 	if (ret < 0)
 		goto out;
 	if (version > STORE_SCHEMA_VERSION) {

@@ -380,7 +380,8 @@ class Client(Endpoint):
     def argv(self):
         argv = []
         if VALGRIND:
-            argv = ["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=no",
+            argv = ["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
+                    "--show-leak-kinds=definite", "--errors-for-leak-kinds=definite",
                     "--suppressions=" + os.path.join(os.path.dirname(HERE), "valgrind.supp"),
                     "--log-file=" + os.path.join(self.state_dir, "valgrind.%p.log")]
         argv += [os.path.join(self.build, "e2e-client"), "--user-dir", self.state_dir,
@@ -679,3 +680,65 @@ def befriend(a, b, timeout=DEFAULT_TIMEOUT):
     _wait_subscribed_to(a, b, timeout)
     _wait_subscribed_to(b, a, timeout)
 
+
+# ---- faults: the server goes away and comes back ------------------------------
+
+def server_stop(server, timeout=10.0):
+    """Stops the scenario's Prosody (SIGTERM, so it closes every stream),
+    keeping its configuration, accounts and data for server_start. The
+    runner's own stop at the end copes with a server already stopped."""
+    proc = server.proc
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def server_start(server, timeout=10.0):
+    """Starts the scenario's Prosody again after server_stop: the same
+    configuration file, so the same port, accounts and stored data. Returns
+    once it accepts clients on that port again."""
+    import socket
+
+    from prosody import PROSODY
+
+    if server.proc is not None and server.proc.poll() is None:
+        return
+    try:
+        offset = os.path.getsize(server.log_path)
+    except OSError:
+        offset = 0
+    out = open(os.path.join(server.dir, "stdout.log"), "ab")
+    try:
+        server.proc = subprocess.Popen(
+            [PROSODY, "-F", "--config", server.config], cwd=server.dir,
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    finally:
+        out.close()
+    marker = "Activated service 'c2s' on [127.0.0.1]:%d" % server.port
+    deadline = time.monotonic() + timeout * TIMEOUT_SCALE
+    while True:
+        if server.proc.poll() is not None:
+            raise HarnessError("prosody exited with status %s on restart\n%s"
+                               % (server.proc.returncode, server.log_tail()))
+        try:
+            with open(server.log_path, "rb") as f:
+                f.seek(offset)
+                fresh = f.read().decode("utf-8", "replace")
+        except OSError:
+            fresh = ""
+        if marker in fresh:
+            try:
+                with socket.create_connection(("127.0.0.1", server.port), timeout=0.5):
+                    return
+            except OSError:
+                pass
+        if time.monotonic() > deadline:
+            raise HarnessError("prosody did not accept clients on port %d again within %.0f s\n%s"
+                               % (server.port, timeout, server.log_tail()))
+        time.sleep(0.02)
