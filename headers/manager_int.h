@@ -115,6 +115,8 @@ bool manager_receive_encrypted(manager_t *m, const char *jid, xmlnode *msg, xmln
                                const char *where);
 /* Replace the message's body (and its encrypted element) with text. */
 void manager_replace_body(xmlnode *msg, const char *text);
+/* Every queued text of c reported as not sent, with why. */
+void manager_fail_outbox(manager_t *m, contact *c, const char *why);
 /* "Message NOT sent: why It was: text" in the conversation `where`. */
 void manager_notice_not_sent(manager_t *m, const char *where, const char *why, const char *text);
 void manager_bundle_republish_soon(manager_t *m);

@@ -850,7 +850,7 @@ static bool send_one(manager_t *m, contact *c, const char *text, bool plain)
 	return true;
 }
 
-static void fail_outbox(manager_t *m, contact *c, const char *why)
+void manager_fail_outbox(manager_t *m, contact *c, const char *why)
 {
 	char *text;
 
@@ -880,7 +880,7 @@ void manager_pump(manager_t *m, contact *c)
 	if (!should_encrypt(m, c)) {
 		if (c->state == DL_FAILED && manager_get_mode(m, c->jid) != MANAGER_MODE_OFF) {
 			/* Whether the contact uses OMEMO is unknown: do not guess. */
-			fail_outbox(m, c, _("could not find out whether the contact uses OMEMO (the "
+			manager_fail_outbox(m, c, _("could not find out whether the contact uses OMEMO (the "
 			                    "server did not answer). Try again, or turn OMEMO off with "
 			                    "\"/omemo off\" to send without encryption."));
 			c->state = DL_UNKNOWN;
@@ -1534,7 +1534,7 @@ static void manager_free(manager_t *m)
 	for (GList *l = all; l; l = l->next) {
 		contact *c = l->data;
 
-		fail_outbox(m, c, _("the account went offline."));
+		manager_fail_outbox(m, c, _("the account went offline."));
 	}
 	g_list_free(all);
 	muc_fail_all(m, _("the account went offline."));

@@ -408,12 +408,7 @@ static bool has_status(xmlnode *x, const char *code)
 
 static void room_leave(manager_t *m, muc_room *r, const char *why)
 {
-	char *text;
-
-	while ((text = g_queue_pop_head(&r->w->outbox))) {
-		manager_notice_not_sent(m, r->jid, why, text);
-		g_free(text);
-	}
+	manager_fail_outbox(m, r->w, why);
 	g_hash_table_remove(m->rooms, r->jid);
 }
 
@@ -738,16 +733,6 @@ static bool send_one(manager_t *m, muc_room *r, const char *text, bool plain)
 	return true;
 }
 
-static void room_fail_outbox(manager_t *m, muc_room *r, const char *why)
-{
-	char *text;
-
-	while ((text = g_queue_pop_head(&r->w->outbox))) {
-		manager_notice_not_sent(m, r->jid, why, text);
-		g_free(text);
-	}
-}
-
 void muc_pump(manager_t *m, muc_room *r)
 {
 	contact *w = r->w;
@@ -771,7 +756,7 @@ void muc_pump(manager_t *m, muc_room *r)
 	}
 	if (!room_wants_omemo(m, r)) {
 		if (r->info == INFO_FAILED && manager_get_mode(m, r->jid) != MANAGER_MODE_OFF) {
-			room_fail_outbox(m, r, _("could not find out whether this room allows OMEMO (it "
+			manager_fail_outbox(m, r->w, _("could not find out whether this room allows OMEMO (it "
 			                         "did not answer). Try again, or turn OMEMO off with "
 			                         "\"/omemo off\" to send without encryption."));
 			r->info = INFO_UNKNOWN;
@@ -791,7 +776,7 @@ void muc_pump(manager_t *m, muc_room *r)
 		return;
 	}
 	if (!room_can_omemo(r)) {
-		room_fail_outbox(m, r, r->info == INFO_KNOWN
+		manager_fail_outbox(m, r->w, r->info == INFO_KNOWN
 		                               ? anonymous_reason()
 		                               : _("could not find out whether this room allows "
 		                                   "OMEMO (it did not answer). Try again."));
@@ -870,7 +855,7 @@ void muc_fail_all(manager_t *m, const char *why)
 
 	g_hash_table_iter_init(&it, m->rooms);
 	while (g_hash_table_iter_next(&it, &k, &v))
-		room_fail_outbox(m, v, why);
+		manager_fail_outbox(m, ((muc_room *)v)->w, why);
 }
 
 void muc_sending_chat(PurpleAccount *account, char **message, int id)

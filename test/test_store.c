@@ -1745,6 +1745,28 @@ static void test_damaged_signed_prekey_record_is_refused_not_parsed(void **state
 	assert_int_equal(store_last_error(f->store), OMEMO_ERR_STORE_CORRUPT);
 }
 
+/* A session row written behind the store's back, as damage would. */
+static void insert_raw_session(const char *path, const char *jid, int device,
+                               const uint8_t *record, size_t len)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *stmt = NULL;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+	                                    "INSERT INTO sessions (ns, jid, device, record)"
+	                                    " VALUES (?, ?, ?, ?)",
+	                                    -1, &stmt, NULL),
+	                 SQLITE_OK);
+	sqlite3_bind_text(stmt, 1, NS_LEGACY, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, jid, -1, SQLITE_STATIC);
+	sqlite3_bind_int(stmt, 3, device);
+	sqlite3_bind_blob(stmt, 4, record, (int)len, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
+	sqlite3_finalize(stmt);
+	sqlite3_close(db);
+}
+
 /* A session record with broken framing (the fuzzer's input that made the
  * Signal library leak) is refused as corrupt before the library parses it,
  * from the cache path as from the database. */
@@ -1756,22 +1778,9 @@ static void test_damaged_session_record_is_refused_not_parsed(void **state)
 		                        0x00, 0x1a, 0x12, 0x02, 0x1a, 0x00 };
 	signal_protocol_address carol = { "carol@example.org", 17, 3 };
 	session_record *rec = NULL;
-	sqlite3 *db = NULL;
-	sqlite3_stmt *stmt = NULL;
 
 	open_with_signal(f, NS_LEGACY);
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db,
-	                                    "INSERT INTO sessions (ns, jid, device, record)"
-	                                    " VALUES (?, ?, 3, ?)",
-	                                    -1, &stmt, NULL),
-	                 SQLITE_OK);
-	sqlite3_bind_text(stmt, 1, NS_LEGACY, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, carol.name, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(stmt, 3, leak, sizeof(leak), SQLITE_STATIC);
-	assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
-	sqlite3_finalize(stmt);
-	sqlite3_close(db);
+	insert_raw_session(f->path, carol.name, 3, leak, sizeof(leak));
 	assert_true(compat_session_load_session(f->sctx, &rec, &carol) < 0);
 	assert_null(rec);
 	assert_int_equal(store_last_error(f->store), OMEMO_ERR_STORE_CORRUPT);
@@ -1789,23 +1798,10 @@ static void test_session_record_with_unparsable_state_is_refused(void **state)
 	static const uint8_t rec_bytes[] = { 0x12, 0x00, 0x12, 0x04, 0x12, 0x00, 0x12, 0x00 };
 	signal_protocol_address dave = { "dave@example.org", 16, 5 };
 	session_record *rec = NULL;
-	sqlite3 *db = NULL;
-	sqlite3_stmt *stmt = NULL;
 
 	open_with_signal(f, NS_LEGACY);
 	store_set_signal_context(f->store, f->gctx);
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db,
-	                                    "INSERT INTO sessions (ns, jid, device, record)"
-	                                    " VALUES (?, ?, 5, ?)",
-	                                    -1, &stmt, NULL),
-	                 SQLITE_OK);
-	sqlite3_bind_text(stmt, 1, NS_LEGACY, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, dave.name, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(stmt, 3, rec_bytes, sizeof(rec_bytes), SQLITE_STATIC);
-	assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
-	sqlite3_finalize(stmt);
-	sqlite3_close(db);
+	insert_raw_session(f->path, dave.name, 5, rec_bytes, sizeof(rec_bytes));
 	assert_true(compat_session_load_session(f->sctx, &rec, &dave) < 0);
 	assert_null(rec);
 	assert_int_equal(store_last_error(f->store), OMEMO_ERR_STORE_CORRUPT);
