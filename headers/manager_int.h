@@ -70,6 +70,7 @@ struct manager {
 	engine_t *engine;
 	GHashTable *contacts; /* bare jid -> contact */
 	GHashTable *rooms;    /* room bare jid -> muc_room */
+	GHashTable *modes;    /* bare jid -> manager_mode, as stored */
 	guint republish_timer;
 	/* The message stanza being sent for `sending_to` (or `sending_room`)
 	 * right now; see manager_sending(). */
@@ -105,6 +106,19 @@ trust_mode manager_trust_mode(manager_t *m);
 void manager_trust_announce(manager_t *m, const char *jid, uint32_t id,
                             const uint8_t ik[OMEMO_PUBKEY_LEN], bool key_changed,
                             const char *where);
+
+/* The devices a message goes to: every candidate of jids (group.h), and
+ * the trusted ones with a session as recipients. New keys that await a
+ * decision are announced in the conversation `where`. Call inside a store
+ * transaction: trust decisions about new keys are written. */
+typedef struct {
+	GArray *cands;        /* group_device; jid fields point into the caller's jids */
+	omemo_address *rcpts; /* n of them */
+	size_t n;
+} manager_recipients;
+int manager_recipients_collect(manager_t *m, const char *const *jids, size_t n_jids,
+                               const char *where, manager_recipients *out);
+void manager_recipients_clear(manager_recipients *r);
 
 /* Put the <encrypted> element, hints, EME and fallback body on a message
  * stanza, dropping every child that carried the text. */

@@ -132,11 +132,16 @@ void manager_notice_not_sent(manager_t *m, const char *jid, const char *why, con
 
 /* ---- settings ---- */
 
+/* Asked for every message: kept in memory once read (stored values are
+ * only ever changed through manager_set_mode). */
 manager_mode manager_get_mode(manager_t *m, const char *jid)
 {
+	gpointer cached;
 	char *v = NULL;
 	manager_mode mode = MANAGER_MODE_AUTO;
 
+	if (g_hash_table_lookup_extended(m->modes, jid, NULL, &cached))
+		return (manager_mode)GPOINTER_TO_INT(cached);
 	if (store_setting_get(engine_store(m->engine), jid, "omemo", &v) == 0) {
 		if (g_strcmp0(v, "on") == 0)
 			mode = MANAGER_MODE_ON;
@@ -144,14 +149,20 @@ manager_mode manager_get_mode(manager_t *m, const char *jid)
 			mode = MANAGER_MODE_OFF;
 	}
 	g_free(v);
+	g_hash_table_replace(m->modes, g_strdup(jid), GINT_TO_POINTER(mode));
 	return mode;
 }
 
 int manager_set_mode(manager_t *m, const char *jid, manager_mode mode)
 {
 	const char *v = mode == MANAGER_MODE_ON ? "on" : mode == MANAGER_MODE_OFF ? "off" : "auto";
+	int ret = store_setting_set(engine_store(m->engine), jid, "omemo", v);
 
-	return store_setting_set(engine_store(m->engine), jid, "omemo", v);
+	if (ret == 0)
+		g_hash_table_replace(m->modes, g_strdup(jid), GINT_TO_POINTER(mode));
+	else
+		g_hash_table_remove(m->modes, jid);
+	return ret;
 }
 
 /* ---- device lists ---- */
@@ -697,69 +708,89 @@ void manager_trust_announce(manager_t *m, const char *jid, uint32_t id,
 	}
 }
 
-/* Add the devices of jid that have a session and are trusted; the others
- * are named in c->untrusted. Returns how many were added. */
-static size_t add_trusted(manager_t *m, contact *c, const char *jid, omemo_address *rcpts,
-                          size_t n)
+int manager_recipients_collect(manager_t *m, const char *const *jids, size_t n_jids,
+                               const char *where, manager_recipients *out)
 {
-	GArray *ids = active_devices(m, jid);
-	size_t added = 0;
-
-	for (guint i = 0; i < ids->len; i++) {
-		uint32_t id = g_array_index(ids, uint32_t, i);
-		uint8_t ik[OMEMO_PUBKEY_LEN];
-		trust_state st;
-
-		if (!engine_has_session(m->engine, jid, id) ||
-		    engine_remote_identity(m->engine, jid, id, ik) < 0)
-			continue;
-		st = device_trust(m, jid, id, ik, c->jid);
-		if (!trust_is_trusted(st)) {
-			g_string_append_printf(c->untrusted, _(" Device %u of %s is %s."), id, jid,
-			                       trust_state_name(st));
-			continue;
-		}
-		rcpts[n + added].jid = jid;
-		rcpts[n + added].device_id = id;
-		added++;
-	}
-	g_array_free(ids, TRUE);
-	return added;
-}
-
-/* Encrypt plaintext for the contact's and our own other trusted devices.
- * 0 and *out, or an error (OMEMO_ERR_NO_RECIPIENTS when no device of the
- * contact could be reached). */
-static int encrypt_for(manager_t *m, contact *c, const char *plaintext, xmlnode **out)
-{
-	GArray *theirs = active_devices(m, c->jid);
-	GArray *ours = active_devices(m, m->own_jid);
-	omemo_address *rcpts = g_new0(omemo_address, theirs->len + ours->len + 1);
-	size_t n, n_theirs;
-	omemo_message msg = { 0 };
 	int ret;
 
+	memset(out, 0, sizeof(*out));
+	ret = group_candidates(m->engine, manager_trust_mode(m), jids, n_jids, time(NULL),
+	                       &out->cands);
+	if (ret < 0)
+		return ret;
+	out->rcpts = g_new0(omemo_address, out->cands->len + 1);
+	for (guint i = 0; i < out->cands->len; i++) {
+		group_device *d = &g_array_index(out->cands, group_device, i);
+
+		if (!d->has_session)
+			continue;
+		if (d->trust.is_new && d->trust.state == TRUST_UNDECIDED)
+			manager_trust_announce(m, d->jid, d->device, d->ik, d->trust.key_changed, where);
+		if (!trust_is_trusted(d->trust.state))
+			continue;
+		out->rcpts[out->n].jid = d->jid;
+		out->rcpts[out->n].device_id = d->device;
+		out->n++;
+	}
+	return 0;
+}
+
+void manager_recipients_clear(manager_recipients *r)
+{
+	if (r->cands)
+		g_array_free(r->cands, TRUE);
+	g_free(r->rcpts);
+	memset(r, 0, sizeof(*r));
+}
+
+/* Encrypt plaintext for the contact's and our own other trusted devices, in
+ * one transaction with the reads and trust decisions that pick them. 0 and
+ * *out, or an error (OMEMO_ERR_NO_RECIPIENTS when no device of the contact
+ * could be reached). */
+static int encrypt_for(manager_t *m, contact *c, const char *plaintext, xmlnode **out)
+{
+	const char *jids[2] = { c->jid, m->own_jid };
+	store_t *st = engine_store(m->engine);
+	manager_recipients r = { 0 };
+	omemo_message msg = { 0 };
+	size_t n_theirs = 0;
+	int ret, ret2;
+
 	g_string_truncate(c->untrusted, 0);
-	n_theirs = add_trusted(m, c, c->jid, rcpts, 0);
-	n = n_theirs + add_trusted(m, c, m->own_jid, rcpts, n_theirs);
+	ret = store_begin(st);
+	if (ret < 0)
+		return ret;
+	ret = manager_recipients_collect(m, jids, 2, c->jid, &r);
+	if (ret < 0)
+		goto out;
+	for (guint i = 0; i < r.cands->len; i++) {
+		group_device *d = &g_array_index(r.cands, group_device, i);
+
+		if (d->has_session && !trust_is_trusted(d->trust.state))
+			g_string_append_printf(c->untrusted, _(" Device %u of %s is %s."), d->device,
+			                       d->jid, trust_state_name(d->trust.state));
+	}
+	for (size_t i = 0; i < r.n; i++)
+		n_theirs += r.rcpts[i].jid == c->jid;
 	if (n_theirs == 0) {
 		ret = OMEMO_ERR_NO_RECIPIENTS;
 		goto out;
 	}
-	ret = engine_encrypt(m->engine, (const uint8_t *)plaintext, strlen(plaintext), rcpts, n, &msg,
-	                     NULL);
-	if (ret < 0)
-		goto out;
+	ret = engine_encrypt(m->engine, (const uint8_t *)plaintext, strlen(plaintext), r.rcpts, r.n,
+	                     &msg, NULL);
 	LOG_DETAIL("message for %s: %zu of its devices, %zu of ours\n", c->jid, n_theirs,
-	           n - n_theirs);
-	*out = wire_build_encrypted(&msg);
-	if (!*out)
-		ret = OMEMO_ERR_INVALID_ARG;
+	           r.n - n_theirs);
 out:
+	/* Kept even when nothing is sent: trust decided about new keys. */
+	if ((ret2 = store_commit(st)) < 0 && ret == 0)
+		ret = ret2;
+	if (ret == 0) {
+		*out = wire_build_encrypted(&msg);
+		if (!*out)
+			ret = OMEMO_ERR_INVALID_ARG;
+	}
 	omemo_message_clear(&msg);
-	g_array_free(theirs, TRUE);
-	g_array_free(ours, TRUE);
-	g_free(rcpts);
+	manager_recipients_clear(&r);
 	return ret;
 }
 
@@ -1499,6 +1530,7 @@ void manager_account_connected(PurpleConnection *gc)
 	m->own_jid = own;
 	m->contacts = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, manager_contact_free);
 	m->rooms = muc_rooms_new();
+	m->modes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	ret = engine_open(path, own, &m->engine);
 	g_free(path);
 	if (ret < 0) {
@@ -1513,6 +1545,7 @@ void manager_account_connected(PurpleConnection *gc)
 		g_hash_table_replace(unavailable, account, g_strdup(omemo_strerror(ret)));
 		g_hash_table_destroy(m->contacts);
 		g_hash_table_destroy(m->rooms);
+		g_hash_table_destroy(m->modes);
 		g_free(m->own_jid);
 		g_free(m);
 		return;
@@ -1542,6 +1575,7 @@ static void manager_free(manager_t *m)
 		purple_timeout_remove(m->republish_timer);
 	g_hash_table_destroy(m->contacts);
 	g_hash_table_destroy(m->rooms);
+	g_hash_table_destroy(m->modes);
 	engine_close(m->engine);
 	g_free(m->own_jid);
 	g_free(m);

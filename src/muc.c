@@ -513,10 +513,9 @@ static int room_encrypt(manager_t *m, muc_room *r, const char *text, xmlnode **o
 	GPtrArray *jids = room_recipients(m, r);
 	GHashTable *reached = g_hash_table_new(g_str_hash, g_str_equal);
 	GHashTable *untrusted = g_hash_table_new(g_str_hash, g_str_equal);
-	GArray *cands = NULL;
-	omemo_address *rcpts = NULL;
+	manager_recipients rc = { 0 };
 	omemo_message msg = { 0 };
-	size_t n = 0, n_others = 0;
+	size_t n_others = 0;
 	guint n_gaps = 0;
 	bool in_tx = false;
 	int ret, ret2;
@@ -530,27 +529,21 @@ static int room_encrypt(manager_t *m, muc_room *r, const char *text, xmlnode **o
 	if (ret < 0)
 		goto out;
 	in_tx = true;
-	ret = group_candidates(m->engine, manager_trust_mode(m), (const char *const *)jids->pdata,
-	                       jids->len, time(NULL), &cands);
+	ret = manager_recipients_collect(m, (const char *const *)jids->pdata, jids->len, r->jid,
+	                                 &rc);
 	if (ret < 0)
 		goto out;
-	rcpts = g_new0(omemo_address, cands->len + 1);
-	for (guint i = 0; i < cands->len; i++) {
-		group_device *d = &g_array_index(cands, group_device, i);
+	for (guint i = 0; i < rc.cands->len; i++) {
+		group_device *d = &g_array_index(rc.cands, group_device, i);
 
-		if (!d->has_session)
-			continue;
-		if (d->trust.is_new && d->trust.state == TRUST_UNDECIDED)
-			manager_trust_announce(m, d->jid, d->device, d->ik, d->trust.key_changed, r->jid);
-		if (!trust_is_trusted(d->trust.state)) {
+		if (d->has_session && !trust_is_trusted(d->trust.state))
 			g_hash_table_add(untrusted, (gpointer)d->jid);
-			continue;
-		}
-		rcpts[n].jid = d->jid;
-		rcpts[n].device_id = d->device;
-		n++;
-		if (strcmp(d->jid, m->own_jid) != 0 && !g_hash_table_contains(reached, d->jid)) {
-			g_hash_table_add(reached, (gpointer)d->jid);
+	}
+	for (size_t i = 0; i < rc.n; i++) {
+		const char *jid = rc.rcpts[i].jid;
+
+		if (strcmp(jid, m->own_jid) != 0 && !g_hash_table_contains(reached, jid)) {
+			g_hash_table_add(reached, (gpointer)jid);
 			n_others++;
 		}
 	}
@@ -583,10 +576,11 @@ static int room_encrypt(manager_t *m, muc_room *r, const char *text, xmlnode **o
 		ret = OMEMO_ERR_NO_RECIPIENTS;
 		goto out;
 	}
-	ret = engine_encrypt(m->engine, (const uint8_t *)text, strlen(text), rcpts, n, &msg, NULL);
+	ret = engine_encrypt(m->engine, (const uint8_t *)text, strlen(text), rc.rcpts, rc.n, &msg,
+	                     NULL);
 	if (ret < 0)
 		goto out;
-	LOG_DETAIL("message for room %s: %zu devices, %zu members reached, %u not\n", r->jid, n,
+	LOG_DETAIL("message for room %s: %zu devices, %zu members reached, %u not\n", r->jid, rc.n,
 	           n_others, n_gaps);
 out:
 	/* Kept even when nothing is sent: trust decided about new keys. */
@@ -598,9 +592,7 @@ out:
 			ret = OMEMO_ERR_INVALID_ARG;
 	}
 	omemo_message_clear(&msg);
-	g_free(rcpts);
-	if (cands)
-		g_array_free(cands, TRUE);
+	manager_recipients_clear(&rc);
 	g_hash_table_destroy(reached);
 	g_hash_table_destroy(untrusted);
 	g_ptr_array_unref(jids);

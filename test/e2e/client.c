@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <glib.h>
@@ -78,6 +80,12 @@ static int client_signal_handle;
 static GHashTable *client_ui_info;
 
 static void client_request_quit(void);
+
+/* `make bench-e2e` (test/e2e/bench_e2e.py): see "benchmark" below. */
+static void bench_stanza_out(const char *text);
+static void bench_stanza_in(xmlnode *packet);
+static void bench_displayed(PurpleConversation *conv, const char *message,
+			    PurpleMessageFlags flags);
 
 /* ---- JSON events ---------------------------------------------------- */
 
@@ -242,9 +250,14 @@ static void client_debug_print_cb(PurpleDebugLevel level, const char *category, 
 	g_free(line);
 }
 
+/* Command `debug-log off`: libpurple and the plugins then skip formatting
+ * their debug messages, as they do in Pidgin and Finch while no debug
+ * window is open. The benchmark measures with the log off. */
+static gboolean client_debug_enabled = TRUE;
+
 static gboolean client_debug_is_enabled_cb(PurpleDebugLevel level, const char *category)
 {
-	return TRUE;
+	return client_debug_enabled;
 }
 
 /* purple_debug_set_enabled() would print to stdout as well, so the log goes
@@ -354,11 +367,15 @@ static void client_conv_write_cb(PurpleConversation *conv, const char *name, con
 		{ PURPLE_MESSAGE_INVISIBLE, "invisible" },
 		{ PURPLE_MESSAGE_REMOTE_SEND, "remote-send" },
 	};
-	GPtrArray *names = g_ptr_array_new();
-	char *plain = message ? purple_markup_strip_html(message) : NULL;
+	GPtrArray *names;
+	char *plain;
 	GString *ev;
 	size_t i;
 
+	/* First, so the benchmark's clock stops when the message shows. */
+	bench_displayed(conv, message, flags);
+	names = g_ptr_array_new();
+	plain = message ? purple_markup_strip_html(message) : NULL;
 	for (i = 0; i < G_N_ELEMENTS(flag_names); i++)
 		if (flags & flag_names[i].flag)
 			g_ptr_array_add(names, (gpointer)flag_names[i].name);
@@ -937,6 +954,7 @@ static void client_sending_text_cb(PurpleConnection *gc, char **text, gpointer d
 
 	if (text == NULL || *text == NULL)
 		return;
+	bench_stanza_out(*text);
 	/* Skip the whitespace keepalives. */
 	for (p = *text; *p && g_ascii_isspace(*p); p++)
 		;
@@ -954,6 +972,7 @@ static void client_receiving_xmlnode_cb(PurpleConnection *gc, xmlnode **packet, 
 
 	if (packet == NULL || *packet == NULL)
 		return;
+	bench_stanza_in(*packet);
 	xml = xmlnode_to_str(*packet, NULL);
 	ev = event_begin("xml-in");
 	event_add_str(ev, "xml", xml);
@@ -1129,23 +1148,13 @@ static void client_cmd_send(char *args)
 	g_free(decoded);
 }
 
-static void client_cmd_cmd(char *args)
+/* Runs COMMANDLINE (with or without its "/") in conv, as typed there. */
+static void client_run_slash(PurpleConversation *conv, const char *line)
 {
-	char *line, *jid = client_split_word(args, &line);
 	char *decoded, *markup, *error = NULL;
-	PurpleConversation *conv;
 	PurpleCmdStatus status;
 	GString *ev;
 
-	if (*jid == '\0' || *line == '\0') {
-		event_emit_error("usage: cmd JID COMMANDLINE");
-		return;
-	}
-	conv = client_get_im(jid);
-	if (conv == NULL) {
-		event_emit_error("cmd: not connected");
-		return;
-	}
 	decoded = client_decode_text(line[0] == '/' ? line + 1 : line);
 	markup = g_markup_escape_text(decoded, -1);
 	status = purple_cmd_do_command(conv, decoded, markup, &error);
@@ -1157,6 +1166,23 @@ static void client_cmd_cmd(char *args)
 	g_free(error);
 	g_free(markup);
 	g_free(decoded);
+}
+
+static void client_cmd_cmd(char *args)
+{
+	char *line, *jid = client_split_word(args, &line);
+	PurpleConversation *conv;
+
+	if (*jid == '\0' || *line == '\0') {
+		event_emit_error("usage: cmd JID COMMANDLINE");
+		return;
+	}
+	conv = client_get_im(jid);
+	if (conv == NULL) {
+		event_emit_error("cmd: not connected");
+		return;
+	}
+	client_run_slash(conv, line);
 }
 
 /* The chat conversation of a joined room, by its bare JID. */
@@ -1218,25 +1244,12 @@ static void client_cmd_chat_cmd(char *args)
 {
 	char *line, *room = client_split_word(args, &line);
 	PurpleConversation *conv = client_get_chat(room);
-	char *decoded, *markup, *error = NULL;
-	PurpleCmdStatus status;
-	GString *ev;
 
 	if (conv == NULL || *line == '\0') {
 		event_emit_error("chat-cmd: not in that room, or no command");
 		return;
 	}
-	decoded = client_decode_text(line[0] == '/' ? line + 1 : line);
-	markup = g_markup_escape_text(decoded, -1);
-	status = purple_cmd_do_command(conv, decoded, markup, &error);
-	ev = event_begin("cmd-result");
-	event_add_int(ev, "status", status);
-	event_add_str(ev, "command", decoded);
-	event_add_str(ev, "error", error);
-	event_emit(ev);
-	g_free(error);
-	g_free(markup);
-	g_free(decoded);
+	client_run_slash(conv, line);
 }
 
 static void client_menu_collect(GList *menu, const char *prefix, GPtrArray *labels,
@@ -1630,6 +1643,337 @@ static void client_cmd_prefs(const char *id)
 		purple_plugin_pref_frame_destroy(frame);
 }
 
+/* ---- benchmark ------------------------------------------------------------ */
+
+/* `make bench-e2e` times messages inside this process:
+ *
+ *   bench-send JID TEXT   sends TEXT with purple_conv_im_send and reports
+ *                         "bench-sent" once the <message> to JID carrying it
+ *                         (an <encrypted> payload, or a plain body) leaves:
+ *                         wall time from the call to the stanza, and CPU
+ *                         time, file opens and fsyncs from the call to the
+ *                         later of the stanza and the call's return. A
+ *                         message a plugin holds back (waiting for a key
+ *                         fetch) is timed until it really leaves.
+ *   bench-begin / bench-end
+ *                         a window: "bench-window" with its wall and CPU
+ *                         time, file opens and fsyncs (fsync + fdatasync).
+ *   bench-recv JID PREFIX each encrypted <message> from JID is stamped on
+ *                         arrival (before any plugin sees it); each received
+ *                         message shown whose text starts with PREFIX is
+ *                         reported as "bench-recv" with the figures from
+ *                         that arrival to its display.
+ *   bench-recv-end        "bench-recv-window": from the first arrival to
+ *                         the last display; stops stamping.
+ *
+ * Opens and fsyncs come from test/e2e/iocount.c when it is preloaded
+ * (LD_PRELOAD); without it they are null. Each window's start and end also
+ * call access() on a path under /bench-e2e-mark/, which exists nowhere: a
+ * mark that bench_e2e.py --trace finds in the client's strace output. */
+
+extern void e2e_iocount_read(unsigned long long *opens, unsigned long long *syncs)
+	__attribute__((weak));
+
+struct bench_snap {
+	gint64 wall_us;
+	gint64 cpu_ns;
+	gint64 sys_us; /* the kernel's share of cpu_ns (getrusage) */
+	unsigned long long opens;
+	unsigned long long syncs;
+};
+
+struct bench_send {
+	guint64 seq;
+	char *jid;
+	struct bench_snap start;
+	struct bench_snap left;
+	struct bench_snap returned_at;
+	gboolean left_done;
+	gboolean returned;
+};
+
+static GQueue bench_sends = G_QUEUE_INIT; /* struct bench_send, oldest first */
+static guint64 bench_send_seq;
+static struct bench_snap bench_window_start;
+static gboolean bench_window_open;
+
+static char *bench_recv_jid;
+static char *bench_recv_prefix;
+static GQueue bench_arrivals = G_QUEUE_INIT; /* struct bench_snap */
+static struct bench_snap bench_recv_first, bench_recv_last;
+static guint64 bench_recv_seq;
+
+static void bench_snap_take(struct bench_snap *snap)
+{
+	struct timespec ts;
+	struct rusage ru;
+
+	snap->wall_us = g_get_monotonic_time();
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	snap->cpu_ns = (gint64)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	snap->sys_us = 0;
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		snap->sys_us = (gint64)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec;
+	snap->opens = snap->syncs = 0;
+	if (e2e_iocount_read != NULL)
+		e2e_iocount_read(&snap->opens, &snap->syncs);
+}
+
+/* wall_us as given; cpu_us (of which sys_us in the kernel), opens and
+ * fsyncs from a to b. */
+static void bench_add_span(GString *ev, gint64 wall_us, const struct bench_snap *a,
+			   const struct bench_snap *b)
+{
+	event_add_int(ev, "wall_us", wall_us);
+	event_add_key(ev, "cpu_us");
+	g_string_append_printf(ev, "%.1f", (double)(b->cpu_ns - a->cpu_ns) / 1000.0);
+	event_add_int(ev, "sys_us", b->sys_us - a->sys_us);
+	if (e2e_iocount_read != NULL) {
+		event_add_int(ev, "opens", (long long)(b->opens - a->opens));
+		event_add_int(ev, "fsyncs", (long long)(b->syncs - a->syncs));
+	} else {
+		event_add_key(ev, "opens");
+		g_string_append(ev, "null");
+		event_add_key(ev, "fsyncs");
+		g_string_append(ev, "null");
+	}
+}
+
+/* The bare JID of a full or bare one, compared without case. */
+static gboolean bench_same_bare(const char *jid, const char *bare)
+{
+	size_t n = strlen(bare);
+
+	return jid != NULL && g_ascii_strncasecmp(jid, bare, n) == 0 &&
+	       (jid[n] == '\0' || jid[n] == '/');
+}
+
+/* Does the serialised stanza start a <message> addressed to bare? */
+static gboolean bench_message_to(const char *text, const char *bare)
+{
+	const char *p = text, *end;
+
+	while (g_ascii_isspace(*p))
+		p++;
+	if (strncmp(p, "<message", 8) != 0 || (p[8] != ' ' && p[8] != '>'))
+		return FALSE;
+	end = strchr(p, '>');
+	for (p = strstr(p, " to="); p != NULL && (end == NULL || p < end);
+	     p = strstr(p + 1, " to=")) {
+		char quote = p[4];
+		const char *v = p + 5;
+		size_t n = strlen(bare);
+
+		if ((quote == '\'' || quote == '"') && g_ascii_strncasecmp(v, bare, n) == 0 &&
+		    (v[n] == quote || v[n] == '/'))
+			return TRUE;
+	}
+	return FALSE;
+}
+
+static void bench_send_finish(struct bench_send *rec)
+{
+	const struct bench_snap *end =
+		rec->returned_at.wall_us > rec->left.wall_us ? &rec->returned_at : &rec->left;
+	GString *ev = event_begin("bench-sent");
+
+	event_add_int(ev, "seq", (long long)rec->seq);
+	event_add_str(ev, "to", rec->jid);
+	/* The wall time stops at the stanza; the rest counts the call too. */
+	bench_add_span(ev, rec->left.wall_us - rec->start.wall_us, &rec->start, end);
+	event_add_bool(ev, "queued", rec->left.wall_us > rec->returned_at.wall_us);
+	event_emit(ev);
+	g_queue_remove(&bench_sends, rec);
+	g_free(rec->jid);
+	g_free(rec);
+}
+
+static void bench_stanza_out(const char *text)
+{
+	struct bench_snap now;
+	GList *l;
+
+	if (g_queue_is_empty(&bench_sends))
+		return;
+	bench_snap_take(&now);
+	for (l = bench_sends.head; l; l = l->next) {
+		struct bench_send *rec = l->data;
+
+		if (rec->left_done || !bench_message_to(text, rec->jid))
+			continue;
+		/* The message itself, not a key transport or a chat state. */
+		if (strstr(text, "<payload") == NULL &&
+		    (strstr(text, "<body") == NULL || strstr(text, "<encrypted") != NULL))
+			return;
+		rec->left = now;
+		rec->left_done = TRUE;
+		if (rec->returned)
+			bench_send_finish(rec);
+		return;
+	}
+}
+
+static void bench_cmd_send(char *args)
+{
+	char *text, *jid = client_split_word(args, &text);
+	PurpleConversation *conv;
+	struct bench_send *rec;
+	char *decoded;
+
+	if (*jid == '\0' || *text == '\0') {
+		event_emit_error("usage: bench-send JID TEXT");
+		return;
+	}
+	conv = client_get_im(jid);
+	if (conv == NULL) {
+		event_emit_error("bench-send: not connected");
+		return;
+	}
+	decoded = client_decode_text(text);
+	rec = g_new0(struct bench_send, 1);
+	rec->seq = ++bench_send_seq;
+	rec->jid = g_strdup(jid);
+	g_queue_push_tail(&bench_sends, rec);
+	bench_snap_take(&rec->start);
+	purple_conv_im_send(PURPLE_CONV_IM(conv), decoded);
+	bench_snap_take(&rec->returned_at);
+	rec->returned = TRUE;
+	if (rec->left_done)
+		bench_send_finish(rec);
+	g_free(decoded);
+}
+
+static void bench_stanza_in(xmlnode *packet)
+{
+	struct bench_snap now, *copy;
+	xmlnode *enc;
+
+	if (bench_recv_jid == NULL)
+		return;
+	bench_snap_take(&now);
+	if (g_strcmp0(packet->name, "message") != 0 ||
+	    !bench_same_bare(xmlnode_get_attrib(packet, "from"), bench_recv_jid))
+		return;
+	enc = xmlnode_get_child(packet, "encrypted");
+	if (enc == NULL || xmlnode_get_child(enc, "payload") == NULL)
+		return;
+	if (bench_recv_first.wall_us == 0)
+		bench_recv_first = now;
+	copy = g_new(struct bench_snap, 1);
+	*copy = now;
+	g_queue_push_tail(&bench_arrivals, copy);
+}
+
+static void bench_displayed(PurpleConversation *conv, const char *message, PurpleMessageFlags flags)
+{
+	struct bench_snap now, *arrived;
+	char *plain;
+	GString *ev;
+
+	if (bench_recv_jid == NULL || !(flags & PURPLE_MESSAGE_RECV) || message == NULL)
+		return;
+	bench_snap_take(&now);
+	if (!bench_same_bare(purple_conversation_get_name(conv), bench_recv_jid))
+		return;
+	plain = purple_markup_strip_html(message);
+	if (g_str_has_prefix(plain, bench_recv_prefix)) {
+		arrived = g_queue_pop_head(&bench_arrivals);
+		if (arrived == NULL) {
+			event_emit_error("bench-recv: shown without an encrypted arrival");
+		} else {
+			ev = event_begin("bench-recv");
+			event_add_int(ev, "seq", (long long)++bench_recv_seq);
+			event_add_str(ev, "text", plain);
+			bench_add_span(ev, now.wall_us - arrived->wall_us, arrived, &now);
+			event_emit(ev);
+			bench_recv_last = now;
+			g_free(arrived);
+		}
+	}
+	g_free(plain);
+}
+
+static void bench_recv_stop(void)
+{
+	g_queue_clear_full(&bench_arrivals, g_free);
+	g_clear_pointer(&bench_recv_jid, g_free);
+	g_clear_pointer(&bench_recv_prefix, g_free);
+	memset(&bench_recv_first, 0, sizeof(bench_recv_first));
+	memset(&bench_recv_last, 0, sizeof(bench_recv_last));
+	bench_recv_seq = 0;
+}
+
+static void bench_cmd_recv(char *args)
+{
+	char *prefix, *jid = client_split_word(args, &prefix);
+
+	if (*jid == '\0' || *prefix == '\0') {
+		event_emit_error("usage: bench-recv JID PREFIX");
+		return;
+	}
+	bench_recv_stop();
+	(void)g_access("/bench-e2e-mark/recv-begin", F_OK);
+	bench_recv_jid = g_strdup(jid);
+	bench_recv_prefix = client_decode_text(prefix);
+	event_emit(event_begin("bench-recv-armed"));
+}
+
+static void bench_cmd_recv_end(void)
+{
+	GString *ev = event_begin("bench-recv-window");
+
+	(void)g_access("/bench-e2e-mark/recv-end", F_OK);
+
+	event_add_int(ev, "messages", (long long)bench_recv_seq);
+	event_add_int(ev, "unmatched_arrivals", g_queue_get_length(&bench_arrivals));
+	if (bench_recv_seq > 0)
+		bench_add_span(ev, bench_recv_last.wall_us - bench_recv_first.wall_us,
+			       &bench_recv_first, &bench_recv_last);
+	event_emit(ev);
+	bench_recv_stop();
+}
+
+static void bench_cmd_window(gboolean begin)
+{
+	struct bench_snap now;
+	GString *ev;
+
+	bench_snap_take(&now);
+	/* A mark for a system call trace (bench_e2e.py --trace); no such file. */
+	(void)g_access(begin ? "/bench-e2e-mark/send-begin" : "/bench-e2e-mark/send-end", F_OK);
+	if (begin) {
+		bench_window_start = now;
+		bench_window_open = TRUE;
+		ev = event_begin("bench-begin");
+		event_add_bool(ev, "iocount", e2e_iocount_read != NULL);
+		event_emit(ev);
+		return;
+	}
+	if (!bench_window_open) {
+		event_emit_error("bench-end: no bench-begin before it");
+		return;
+	}
+	bench_window_open = FALSE;
+	ev = event_begin("bench-window");
+	bench_add_span(ev, now.wall_us - bench_window_start.wall_us, &bench_window_start, &now);
+	event_add_int(ev, "pending", g_queue_get_length(&bench_sends));
+	event_emit(ev);
+}
+
+static void client_cmd_debug_log(const char *args)
+{
+	GString *ev;
+
+	if (strcmp(args, "on") == 0 || strcmp(args, "off") == 0) {
+		client_debug_enabled = strcmp(args, "on") == 0;
+		ev = event_begin("debug-log");
+		event_add_bool(ev, "enabled", client_debug_enabled);
+		event_emit(ev);
+	} else {
+		event_emit_error("usage: debug-log on|off");
+	}
+}
+
 static void client_run_command(char *line)
 {
 	char *args, *name = client_split_word(line, &args);
@@ -1690,6 +2034,18 @@ static void client_run_command(char *line)
 		client_cmd_fields_answer(FALSE);
 	} else if (strcmp(name, "prefs") == 0 && *args != '\0') {
 		client_cmd_prefs(args);
+	} else if (strcmp(name, "bench-send") == 0) {
+		bench_cmd_send(args);
+	} else if (strcmp(name, "bench-begin") == 0) {
+		bench_cmd_window(TRUE);
+	} else if (strcmp(name, "bench-end") == 0) {
+		bench_cmd_window(FALSE);
+	} else if (strcmp(name, "bench-recv") == 0) {
+		bench_cmd_recv(args);
+	} else if (strcmp(name, "bench-recv-end") == 0) {
+		bench_cmd_recv_end();
+	} else if (strcmp(name, "debug-log") == 0) {
+		client_cmd_debug_log(args);
 	} else if (strcmp(name, "echo") == 0) {
 		/* Lets a test know every earlier command has been handled. */
 		ev = event_begin("echo");

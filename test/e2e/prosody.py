@@ -50,9 +50,9 @@ allow_unencrypted_plain_auth = true
 authentication = "internal_plain"
 storage = "internal"
 
-modules_enabled = {{ "roster"; "saslauth"; "disco"; "pep"; "carbons"; "mam"; "ping" }}
+modules_enabled = {{ "roster"; "saslauth"; "disco"; "pep"; "carbons"; "mam"; "ping"{extra_modules} }}
 modules_disabled = {{ "s2s" }}
-
+{plugin_paths}
 VirtualHost "{domain}"
 
 Component "{muc}" "muc"
@@ -82,9 +82,14 @@ def _tail(path, lines=30):
 class Prosody:
     """with Prosody() as server: alice = server.register("alice")"""
 
-    def __init__(self, start_timeout=10.0, keep=False):
+    def __init__(self, start_timeout=10.0, keep=False, extra_modules=(), plugin_paths=()):
+        """extra_modules: more module names to enable; plugin_paths: more
+        folders to find them in (the benchmark's own module). Both empty
+        by default: the stock Debian modules only."""
         self.start_timeout = start_timeout
         self.keep = keep
+        self.extra_modules = list(extra_modules)
+        self.plugin_paths = list(plugin_paths)
         self.dir = None
         self.port = None
         self.config = None
@@ -130,7 +135,8 @@ class Prosody:
         self.config = os.path.join(self.dir, "prosody.cfg.lua")
         with open(self.config, "w") as f:
             f.write(CONFIG.format(dir=self.dir, port=self.port, domain=self.domain,
-                                  muc=self.muc_domain))
+                                  muc=self.muc_domain, extra_modules=self._extra_modules(),
+                                  plugin_paths=self._plugin_paths()))
         out = open(os.path.join(self.dir, "stdout.log"), "ab")
         try:
             self.proc = subprocess.Popen(
@@ -157,6 +163,14 @@ class Prosody:
                 raise ProsodyError("prosody did not accept connections on port %d within %.0f s\n%s"
                                    % (self.port, self.start_timeout, self._diagnostics()))
             time.sleep(0.02)
+
+    def _extra_modules(self):
+        return "".join('; "%s"' % m for m in self.extra_modules)
+
+    def _plugin_paths(self):
+        if not self.plugin_paths:
+            return ""
+        return "plugin_paths = { %s }\n" % ", ".join('"%s"' % p for p in self.plugin_paths)
 
     def _port_open(self):
         try:

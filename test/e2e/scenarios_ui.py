@@ -6,6 +6,7 @@ client runs actions and menu items by label and fills request-fields dialogs
 the way a user would (commands action, menu, fields-set, fields-ok,
 fields-cancel, prefs)."""
 
+import time
 import re
 
 from harness import OMEMO_PLUGIN, escape_line, parse_xml
@@ -279,9 +280,15 @@ def scenario_ui_manage_my_devices_removes_stale_device(ctx):
         pub = [p for p in el.iter("publish") if p.get("node") == NODE_DEVICELIST]
         return bool(pub) and {int(d.get("id")) for d in pub[0].iter("device")} == {alice_id}
     alice.wait_xml_out(publishes_list_without, since=mark)
-    bob_mark = bob.mark()
-    bob.refresh(alice.bare)
-    got = bob.wait_for("devices", jid=alice.bare, since=bob_mark)
+    # The server applies the publish on its own time: ask until it has.
+    deadline = time.time() + 15
+    while True:
+        bob_mark = bob.mark()
+        bob.refresh(alice.bare)
+        got = bob.wait_for("devices", jid=alice.bare, since=bob_mark)
+        if alice2_id not in got["devices"] or time.time() > deadline:
+            break
+        time.sleep(0.2)
     assert alice2_id not in got["devices"] and alice_id in got["devices"], got
 
 
