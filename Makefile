@@ -164,9 +164,11 @@ e2e: $(PLUGIN) $(E2E_CLIENT)
 
 # The same suite with every libpurple client under valgrind memcheck: any
 # invalid read or write, or a definite leak, fails the scenario.
+# E2E_ONLY=a,b runs only the scenarios whose names contain a or b.
+E2E_ONLY ?=
 e2e-valgrind: $(PLUGIN) $(E2E_CLIENT)
 	E2E_VALGRIND=1 /usr/bin/python3 test/e2e/run.py --build $(BUILD) -j 2 \
-		--scenario-timeout 900 --suite-timeout 3000
+		--scenario-timeout 900 --suite-timeout 3000 $(if $(E2E_ONLY),-k $(E2E_ONLY))
 
 # Real user interfaces: Finch driven through tmux (keys in, screen text
 # out) and Pidgin under Xvfb (pointer clicks with xdotool, widgets located

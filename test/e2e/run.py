@@ -43,7 +43,9 @@ def discover(pattern):
                  if n.startswith("scenario_") and inspect.isfunction(f)
                  and f.__module__ == module.__name__]
         funcs.sort(key=lambda f: f.__code__.co_firstlineno)
-        found += [f for f in funcs if pattern is None or pattern in f.__name__]
+        # A comma separates alternatives: "plugin_to_plugin,muc_three".
+        wanted = None if pattern is None else [p for p in pattern.split(",") if p]
+        found += [f for f in funcs if wanted is None or any(p in f.__name__ for p in wanted)]
     return found
 
 
@@ -126,7 +128,8 @@ def _run_captured(name, build, runs_dir, scenario_timeout, keep):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", required=True, help="directory with purple-omemo.so and e2e-client")
-    ap.add_argument("-k", dest="pattern", help="run only scenarios whose name contains this")
+    ap.add_argument("-k", dest="pattern",
+                    help="run only scenarios whose name contains this (A,B: either)")
     ap.add_argument("--keep", action="store_true", help="keep every scenario's state directory")
     ap.add_argument("--scenario-timeout", type=int, default=120)
     ap.add_argument("--suite-timeout", type=int, default=1200)
