@@ -6,6 +6,7 @@ import time
 from xml.sax.saxutils import quoteattr
 
 from harness import OMEMO_PLUGIN, parse_xml
+from scenarios_omemo import wait_published
 
 MUC = "conference.localhost"
 NS_OWNER = "http://jabber.org/protocol/muc#owner"
@@ -54,17 +55,6 @@ def affiliate(client, room, jid, affiliation):
               % (NS_ADMIN, jid, affiliation), "aff")
 
 
-def wait_published(client, timeout=20):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        log = client.debug_log()
-        if "published eu.siacs.conversations.axolotl.devicelist" in log and \
-                "published eu.siacs.conversations.axolotl.bundles:" in log:
-            return
-        time.sleep(0.1)
-    raise AssertionError("%s never published its device list and bundle" % client.name)
-
-
 def groupchat_out(client, room, since=None):
     """Group messages the client sent to the room, as elements."""
     out = []
@@ -84,8 +74,9 @@ def assert_encrypted_on_wire(client, room, secret, since=None):
         assert "eu.siacs.conversations.axolotl" in xml, "not OMEMO: %s" % xml
 
 
-def scenario_muc_two_plugins_read_each_other(ctx):
-    room = "r1@" + MUC
+def alice_and_bob_in_room(ctx, room):
+    """Two plugin clients, published; alice makes a members-only
+    non-anonymous room with bob as member; both are in it."""
     alice = ctx.client("alice", plugins=[OMEMO_PLUGIN])
     bob = ctx.client("bob", plugins=[OMEMO_PLUGIN])
     alice.wait_signed_on()
@@ -95,6 +86,12 @@ def scenario_muc_two_plugins_read_each_other(ctx):
     client_make_room(alice, room, "Alice", members=[bob.bare])
     bob.join(room, "Bob")
     alice.wait_for("conv", type="chat", plain__contains="Bob [bob@localhost", timeout=15)
+    return alice, bob
+
+
+def scenario_muc_two_plugins_read_each_other(ctx):
+    room = "r1@" + MUC
+    alice, bob = alice_and_bob_in_room(ctx, room)
     since_a = alice.mark()
     alice.chat_send(room, "hello room, secretly")
     bob.wait_for("conv", type="chat", who="Alice", plain="hello room, secretly", timeout=30)
@@ -178,15 +175,7 @@ def scenario_muc_semianonymous_room_refuses_omemo(ctx):
 
 def scenario_muc_room_turning_anonymous_stops_sending(ctx):
     room = "turns@" + MUC
-    alice = ctx.client("alice", plugins=[OMEMO_PLUGIN])
-    bob = ctx.client("bob", plugins=[OMEMO_PLUGIN])
-    alice.wait_signed_on()
-    bob.wait_signed_on()
-    wait_published(alice)
-    wait_published(bob)
-    client_make_room(alice, room, "Alice", members=[bob.bare])
-    bob.join(room, "Bob")
-    alice.wait_for("conv", type="chat", plain__contains="Bob [bob@localhost", timeout=15)
+    alice, bob = alice_and_bob_in_room(ctx, room)
     bob.chat_send(room, "first, encrypted")
     alice.wait_for("conv", type="chat", who="Bob", plain="first, encrypted", timeout=30)
     # The owner makes the room semi-anonymous: Bob's plugin must stop.
