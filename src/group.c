@@ -91,14 +91,14 @@ GArray *group_active_devices(engine_t *engine, const char *jid, uint32_t skip_id
 int group_candidates(engine_t *engine, trust_mode mode, const char *const *jids, size_t n,
                      int64_t now, GArray **out)
 {
-	store_t *st = engine_store(engine);
-	GArray *all = g_array_new(FALSE, TRUE, sizeof(group_device));
+	store_t *st;
+	GArray *all;
 	int ret = 0;
 
-	if (!engine || !out || (n && !jids)) {
-		g_array_free(all, TRUE);
+	if (!engine || !out || (n && !jids))
 		return OMEMO_ERR_INVALID_ARG;
-	}
+	st = engine_store(engine);
+	all = g_array_new(FALSE, TRUE, sizeof(group_device));
 	for (size_t j = 0; j < n; j++) {
 		uint32_t *sess = NULL;
 		size_t n_sess = 0;

@@ -991,9 +991,11 @@ bool muc_receiving(manager_t *m, xmlnode *msg)
 
 		sid = v <= G_MAXUINT32 ? (uint32_t)v : 0;
 	}
-	if (sid && sid == engine_device_id(m->engine)) {
+	if (sid && sid == engine_device_id(m->engine) && g_strcmp0(nick, r->own_nick) == 0) {
 		/* Our own message, reflected by the room (or from its history):
-		 * it was not encrypted for the device that sent it. */
+		 * it was not encrypted for the device that sent it. Another
+		 * occupant claiming our device id goes on to decryption, and
+		 * fails there. */
 		const char *text = sent_text(r, xmlnode_get_attrib(msg, "id"));
 
 		manager_replace_body(msg, text ? text
