@@ -78,6 +78,9 @@ struct manager {
 	muc_room *sending_room;
 	bool send_plain_ok;
 	int send_result;
+	/* The transaction of the message being sent is still open: its
+	 * stanza leaves first, manager_end_send() commits it. */
+	bool commit_after_send;
 };
 
 /* The sending side of a room by its JID, for answers arriving later; NULL
@@ -87,6 +90,18 @@ contact *muc_waiter(manager_t *m, const char *room);
 contact *manager_contact_new(const char *jid);
 void manager_contact_free(gpointer p);
 contact *manager_contact_get(manager_t *m, const char *jid);
+/* End the transaction of a message encrypted for sending_to or
+ * sending_room, 0 or an error (the transaction is then rolled back). When
+ * ok is true and every session it used had been committed before
+ * (store_tx_may_send_early), it is left open instead, for
+ * manager_end_send() once the stanza has left: the wait for the disk is
+ * then no longer between the user's Enter and the message leaving. */
+int manager_commit_or_defer(manager_t *m, bool ok);
+/* After serv_send_im()/serv_chat_send(): commit a transaction left open
+ * by manager_commit_or_defer(). Should that fail, the message has left all
+ * the same, and no message key of it can be used again (the records read
+ * back step past them), but the user is told in conv (a JID). */
+void manager_end_send(manager_t *m, const char *conv);
 /* Move a contact's (or room's) queue forward as far as what we know allows. */
 void manager_pump(manager_t *m, contact *c);
 

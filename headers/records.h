@@ -28,4 +28,14 @@ bool records_session_states_ok(const uint8_t *data, size_t len, signal_context *
  * or 6 in libomemo-c's layout). */
 bool records_signed_prekey_ok(const uint8_t *data, size_t len);
 
+/* The same session record with the sending chain of its current session
+ * one message key further on, so the key it would have used next is never
+ * used. The store does this to every record it reads from disk: a message
+ * may leave before the commit that records its key as used (store.h,
+ * store_tx_may_send_early), and if that commit never happens, the record
+ * read back steps past that key. 1 and *out (signal_buffer_free), 0 when
+ * the record has no sending chain (*out NULL), or a Signal error. */
+int records_session_step_sender(const uint8_t *data, size_t len, signal_context *ctx,
+                                signal_buffer **out);
+
 #endif

@@ -46,6 +46,18 @@ const char *store_path(const store_t *store);
 int store_begin(store_t *store);
 int store_commit(store_t *store);
 void store_rollback(store_t *store);
+/* Inside an outermost transaction (one level open): whether a message
+ * encrypted in it may leave before its commit. True when every session
+ * record written so far in it replaced a record that the library itself
+ * had written and that was committed. The store steps the sending chain
+ * of every session record it reads from disk one key on
+ * (records_session_step_sender), so if this transaction is never
+ * committed (a crash, a full disk), the record read back next time skips
+ * the keys this message used: none is used twice. A record first read in
+ * this transaction (already stepped in memory, not on disk), a new
+ * session, or a row the cache does not hold make it false: such a message
+ * must wait for the commit. */
+bool store_tx_may_send_early(const store_t *store);
 
 /* Install every Signal store callback (identity, prekey, signed prekey,
  * session, sender key) on ctx, for the given namespace (sessions and remote

@@ -743,11 +743,47 @@ void manager_recipients_clear(manager_recipients *r)
 	memset(r, 0, sizeof(*r));
 }
 
+int manager_commit_or_defer(manager_t *m, bool ok)
+{
+	store_t *st = engine_store(m->engine);
+
+	if (ok && (m->sending_to || m->sending_room) && !m->commit_after_send &&
+	    store_tx_may_send_early(st)) {
+		m->commit_after_send = true;
+		return 0;
+	}
+	return store_commit(st);
+}
+
+void manager_end_send(manager_t *m, const char *conv)
+{
+	int ret;
+
+	if (!m->commit_after_send)
+		return;
+	m->commit_after_send = false;
+	ret = store_commit(engine_store(m->engine));
+	if (ret < 0) {
+		char *msg = g_strdup_printf(_("The message above was sent, but OMEMO could not save "
+		                              "its state after it. %s The next message is sent only "
+		                              "once it can."),
+		                            omemo_strerror(ret));
+
+		purple_debug_error(LOG, "commit after sending to %s: %s\n", conv,
+		                   omemo_strerror(ret));
+		manager_notice(m->account, conv, msg);
+		g_free(msg);
+	}
+}
+
 /* Encrypt plaintext for the contact's and our own other trusted devices, in
  * one transaction with the reads and trust decisions that pick them. 0 and
  * *out, or an error (OMEMO_ERR_NO_RECIPIENTS when no device of the contact
- * could be reached). */
-static int encrypt_for(manager_t *m, contact *c, const char *plaintext, xmlnode **out)
+ * could be reached). For a message typed here (sent by send_one), the
+ * transaction may be left open for after the stanza leaves
+ * (manager_commit_or_defer). */
+static int encrypt_for(manager_t *m, contact *c, const char *plaintext, bool typed,
+                       xmlnode **out)
 {
 	const char *jids[2] = { c->jid, m->own_jid };
 	store_t *st = engine_store(m->engine);
@@ -782,7 +818,7 @@ static int encrypt_for(manager_t *m, contact *c, const char *plaintext, xmlnode 
 	           r.n - n_theirs);
 out:
 	/* Kept even when nothing is sent: trust decided about new keys. */
-	if ((ret2 = store_commit(st)) < 0 && ret == 0)
+	if ((ret2 = manager_commit_or_defer(m, ret == 0 && typed)) < 0 && ret == 0)
 		ret = ret2;
 	if (ret == 0) {
 		*out = wire_build_encrypted(&msg);
@@ -860,6 +896,7 @@ static bool send_one(manager_t *m, contact *c, const char *text, bool plain)
 	sent = serv_send_im(m->gc, c->jid, text, 0);
 	m->sending_to = NULL;
 	m->send_plain_ok = false;
+	manager_end_send(m, c->jid);
 	if (sent <= 0 || m->send_result < 0) {
 		char *why;
 
@@ -1081,7 +1118,7 @@ void manager_sending(PurpleConnection *gc, xmlnode **packet)
 		if (m->send_plain_ok)
 			return;
 		text = xmlnode_get_data(xmlnode_get_child(msg, "body"));
-		ret = encrypt_for(m, c, text ? text : "", &enc);
+		ret = encrypt_for(m, c, text ? text : "", true, &enc);
 		g_free(text);
 		if (ret == 0) {
 			manager_message_make_omemo(msg, enc);
@@ -1098,7 +1135,7 @@ void manager_sending(PurpleConnection *gc, xmlnode **packet)
 		char *plain = xmlnode_get_data(xmlnode_get_child(msg, "body"));
 
 		ret = should_encrypt(m, c) && g_queue_is_empty(&c->outbox)
-		              ? encrypt_for(m, c, plain ? plain : "", &enc)
+		              ? encrypt_for(m, c, plain ? plain : "", false, &enc)
 		              : OMEMO_ERR_NO_RECIPIENTS;
 		if (ret == 0) {
 			manager_message_make_omemo(msg, enc);

@@ -584,7 +584,7 @@ static int room_encrypt(manager_t *m, muc_room *r, const char *text, xmlnode **o
 	           n_others, n_gaps);
 out:
 	/* Kept even when nothing is sent: trust decided about new keys. */
-	if (in_tx && (ret2 = store_commit(engine_store(m->engine))) < 0 && ret == 0)
+	if (in_tx && (ret2 = manager_commit_or_defer(m, ret == 0)) < 0 && ret == 0)
 		ret = ret2;
 	if (ret == 0) {
 		*out = wire_build_encrypted(&msg);
@@ -709,6 +709,7 @@ static bool send_one(manager_t *m, muc_room *r, const char *text, bool plain)
 	sent = serv_chat_send(m->gc, purple_conv_chat_get_id(PURPLE_CONV_CHAT(conv)), text, 0);
 	m->sending_room = NULL;
 	m->send_plain_ok = false;
+	manager_end_send(m, r->jid);
 	if (sent <= 0 || m->send_result < 0) {
 		char *why;
 

@@ -2,6 +2,8 @@
  * Plausibility checks on stored Signal records (see records.h): a walk over
  * the protobuf framing, without a schema beyond the few fields that matter.
  */
+#include <ratchet.h>
+#include <session_record.h>
 #include <session_state.h>
 
 #include "records.h"
@@ -133,4 +135,34 @@ bool records_signed_prekey_ok(const uint8_t *data, size_t len)
 			return false;
 	}
 	return true;
+}
+
+int records_session_step_sender(const uint8_t *data, size_t len, signal_context *ctx,
+                                signal_buffer **out)
+{
+	session_record *record = NULL;
+	session_state *state;
+	ratchet_chain_key *next = NULL;
+	int ret;
+
+	if (!data || !ctx || !out)
+		return SG_ERR_INVAL;
+	*out = NULL;
+	ret = session_record_deserialize(&record, data, len, ctx);
+	if (ret < 0)
+		return ret;
+	state = session_record_get_state(record);
+	if (!state || !session_state_has_sender_chain(state) ||
+	    !session_state_get_sender_chain_key(state)) {
+		SIGNAL_UNREF(record);
+		return 0;
+	}
+	ret = ratchet_chain_key_create_next(session_state_get_sender_chain_key(state), &next);
+	if (ret == 0)
+		ret = session_state_set_sender_chain_key(state, next);
+	if (ret == 0)
+		ret = session_record_serialize(out, record);
+	SIGNAL_UNREF(next);
+	SIGNAL_UNREF(record);
+	return ret < 0 ? ret : 1;
 }

@@ -37,6 +37,9 @@ struct store {
 	 * Valid because this connection is the database's only writer. */
 	GHashTable *sessions;  /* key -> store_session_entry */
 	GPtrArray *tx_touched; /* keys written in the open transaction */
+	/* Every session record written in the open transaction replaced one
+	 * that was committed (see store_tx_may_send_early). */
+	bool tx_early;
 	/* For checking session records read from disk (records.h). */
 	signal_context *gctx;
 };
@@ -45,6 +48,13 @@ typedef struct {
 	int64_t rowid;  /* 0: there is no row */
 	GBytes *record; /* NULL when there is no row */
 	bool checked;   /* written by the library, or read and checked */
+	/* Written by the library in the open transaction. */
+	bool pending;
+	/* Written by the library and committed since: the disk holds this
+	 * very record, and reading it back would step past its next message
+	 * key. Never true for a record read from disk (that one was stepped
+	 * in memory, or may be). */
+	bool committed;
 } store_session_entry;
 
 /* ------------------------------------------------------------------ */
@@ -99,8 +109,9 @@ static bool store_session_key(char *buf, const char *ns, const char *jid, size_t
 
 /* checked: the record was written by the library itself, or was read and
  * passed the checks of records.h. */
-static void store_session_cache_put(store_t *store, const char *key, int64_t rowid,
-                                    const void *record, size_t len, bool checked)
+static store_session_entry *store_session_cache_put(store_t *store, const char *key,
+                                                   int64_t rowid, const void *record, size_t len,
+                                                   bool checked)
 {
 	store_session_entry *e = g_new0(store_session_entry, 1);
 
@@ -110,6 +121,22 @@ static void store_session_cache_put(store_t *store, const char *key, int64_t row
 	g_hash_table_replace(store->sessions, g_strdup(key), e);
 	if (store->depth > 0)
 		g_ptr_array_add(store->tx_touched, g_strdup(key));
+	return e;
+}
+
+/* The library wrote this record (cached as e, or not cachable when e is
+ * NULL) over prior (NULL: none cached). */
+static void store_session_written(store_t *store, const store_session_entry *prior,
+                                  store_session_entry *e)
+{
+	if (!prior || !prior->committed || !e)
+		store->tx_early = false;
+	if (!e)
+		return;
+	if (store->depth > 0)
+		e->pending = true;
+	else
+		e->committed = true; /* autocommit */
 }
 
 static void store_session_cache_drop(store_t *store, const char *key)
@@ -126,12 +153,21 @@ static void store_session_forget(store_t *store, const char *ns, const char *jid
 		store_session_cache_drop(store, key);
 }
 
-/* The outermost transaction ended: rolled-back writes leave the cache. */
+/* The outermost transaction ended: rolled-back writes leave the cache,
+ * committed ones are now what the disk holds. */
 static void store_session_cache_tx_end(store_t *store, bool committed)
 {
-	if (!committed)
-		for (guint i = 0; i < store->tx_touched->len; i++)
-			g_hash_table_remove(store->sessions, store->tx_touched->pdata[i]);
+	for (guint i = 0; i < store->tx_touched->len; i++) {
+		const char *key = store->tx_touched->pdata[i];
+		store_session_entry *e;
+
+		if (!committed) {
+			g_hash_table_remove(store->sessions, key);
+		} else if ((e = g_hash_table_lookup(store->sessions, key)) && e->pending) {
+			e->pending = false;
+			e->committed = true;
+		}
+	}
 	g_ptr_array_set_size(store->tx_touched, 0);
 }
 
@@ -767,9 +803,15 @@ int store_begin(store_t *store)
 		ret = store_tx_statement(store, "BEGIN IMMEDIATE");
 		if (ret < 0)
 			return ret;
+		store->tx_early = true;
 	}
 	store->depth++;
 	return 0;
+}
+
+bool store_tx_may_send_early(const store_t *store)
+{
+	return store && store->depth == 1 && !store->doomed && store->tx_early;
 }
 
 int store_commit(store_t *store)
@@ -1555,10 +1597,25 @@ static int store_load_session_cb(signal_buffer **record, signal_buffer **user_re
 		gsize len = 0;
 		const void *data = g_bytes_get_data(e->record, &len);
 
-		/* Read from disk: checked once, before the library parses it. */
+		/* Read from disk: checked once, before the library parses it,
+		 * and its sending chain stepped one key on (records.h). */
 		if (!e->checked) {
+			signal_buffer *stepped = NULL;
+
 			if (!session_record_readable(store, data, len))
 				return store_signal_err(store_fail(store, OMEMO_ERR_STORE_CORRUPT));
+			if (store->gctx) {
+				ret = records_session_step_sender(data, len, store->gctx, &stepped);
+				if (ret < 0)
+					return store_signal_err(store_fail(store, OMEMO_ERR_STORE_CORRUPT));
+			}
+			if (stepped) {
+				g_bytes_unref(e->record);
+				e->record = g_bytes_new(signal_buffer_data(stepped),
+				                        signal_buffer_len(stepped));
+				signal_buffer_free(stepped);
+				data = g_bytes_get_data(e->record, &len);
+			}
 			e->checked = true;
 		}
 		rec = signal_buffer_create(data, len);
@@ -1657,13 +1714,17 @@ static int store_store_session_cb(const signal_protocol_address *address, uint8_
 	                             address->device_id);
 	e = cachable ? g_hash_table_lookup(store->sessions, key) : NULL;
 	if (cachable && !user_record && e && e->rowid) {
+		bool prior_committed = e->committed;
+
 		ret = store_exec(store, "UPDATE sessions SET record = ?, user_record = NULL WHERE rowid = ?",
 		                 VALS(V_BLOB(record, record_len), V_INT(e->rowid)), &changes);
 		if (ret < 0 || changes != 1) {
 			store_session_cache_drop(store, key);
 			return store_signal_err(ret < 0 ? ret : store_fail(store, OMEMO_ERR_STORE));
 		}
-		store_session_cache_put(store, key, e->rowid, record, record_len, true);
+		store_session_written(store, &(store_session_entry){ .committed = prior_committed },
+		                      store_session_cache_put(store, key, e->rowid, record, record_len,
+		                                              true));
 		return 0;
 	}
 	if (cachable)
@@ -1696,8 +1757,11 @@ static int store_store_session_cb(const signal_protocol_address *address, uint8_
 		return store_signal_err(ret);
 	if (store->depth == 0)
 		store->stats.commits++;
-	if (cachable && !user_record)
-		store_session_cache_put(store, key, rowid, record, record_len, true);
+	store_session_written(store, NULL,
+	                      cachable && !user_record
+	                              ? store_session_cache_put(store, key, rowid, record,
+	                                                        record_len, true)
+	                              : NULL);
 	return 0;
 }
 

@@ -654,6 +654,68 @@ static void test_restart_between_every_message(void **state)
 	engine_close(b);
 }
 
+/*
+ * A message may leave before the transaction that used its key commits
+ * (store_tx_may_send_early). If that commit never happens (a crash: the
+ * store closes with the transaction open), the record read back from disk
+ * steps past the key, so the next message uses another and both open.
+ * Without the step, the next message would reuse the key and be refused as
+ * a duplicate.
+ */
+static void test_sent_before_commit_never_reuses_a_key(void **state)
+{
+	fixture *f = *state;
+	engine_t *a = open_engine(f, "a", ALICE);
+	engine_t *b = open_engine(f, "b", BOB);
+	engine_t *c = open_engine(f, "c", "carol@example.org");
+	omemo_message m0, m1, m2, m3, mc;
+	store_t *st;
+
+	connect_engines(a, b, BOB);
+	encrypt_text(a, BOB, b, "first", &m0);
+	expect_text(b, ALICE, &m0, "first");
+
+	/* The session was written and committed by the message before. */
+	st = engine_store(a);
+	assert_int_equal(store_begin(st), 0);
+	encrypt_text(a, BOB, b, "sent early", &m1);
+	assert_true(store_tx_may_send_early(st));
+	reopen(f, &a, "a", ALICE); /* the crash: never committed */
+
+	/* Read from disk in this transaction: this one waits for its commit. */
+	st = engine_store(a);
+	assert_int_equal(store_begin(st), 0);
+	encrypt_text(a, BOB, b, "after the crash", &m2);
+	assert_false(store_tx_may_send_early(st));
+	assert_int_equal(store_commit(st), 0);
+	assert_int_equal(store_begin(st), 0);
+	encrypt_text(a, BOB, b, "next", &m3);
+	assert_true(store_tx_may_send_early(st));
+	assert_int_equal(store_commit(st), 0);
+
+	expect_text(b, ALICE, &m1, "sent early");
+	expect_text(b, ALICE, &m2, "after the crash");
+	expect_text(b, ALICE, &m3, "next");
+
+	/* A session built in the same transaction: not before the commit. */
+	st = engine_store(c);
+	assert_int_equal(store_begin(st), 0);
+	connect_engines(c, b, BOB);
+	encrypt_text(c, BOB, b, "from a new session", &mc);
+	assert_false(store_tx_may_send_early(st));
+	assert_int_equal(store_commit(st), 0);
+	expect_text(b, "carol@example.org", &mc, "from a new session");
+
+	omemo_message_clear(&m0);
+	omemo_message_clear(&m1);
+	omemo_message_clear(&m2);
+	omemo_message_clear(&m3);
+	omemo_message_clear(&mc);
+	engine_close(a);
+	engine_close(b);
+	engine_close(c);
+}
+
 static void test_invalid_arguments(void **state)
 {
 	fixture *f = *state;
@@ -694,6 +756,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_thousand_messages_reorder_loss_duplicates_restart,
 		                                setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_between_every_message, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sent_before_commit_never_reuses_a_key, setup,
+		                                teardown),
 		cmocka_unit_test_setup_teardown(test_invalid_arguments, setup, teardown),
 	};
 	int ret = cmocka_run_group_tests(tests, NULL, NULL);

@@ -82,11 +82,15 @@ def _tail(path, lines=30):
 class Prosody:
     """with Prosody() as server: alice = server.register("alice")"""
 
-    def __init__(self, start_timeout=10.0, keep=False, extra_modules=(), plugin_paths=()):
+    def __init__(self, start_timeout=10.0, keep=False, extra_modules=(), plugin_paths=(),
+                 base_dir=None):
         """extra_modules: more module names to enable; plugin_paths: more
         folders to find them in (the benchmark's own module). Both empty
-        by default: the stock Debian modules only."""
+        by default: the stock Debian modules only. base_dir: where the
+        server's folder (data, log, certificates) goes, the system's
+        temporary folder by default."""
         self.start_timeout = start_timeout
+        self.base_dir = base_dir
         self.keep = keep
         self.extra_modules = list(extra_modules)
         self.plugin_paths = list(plugin_paths)
@@ -114,7 +118,7 @@ class Prosody:
         return _tail(self.log_path, lines)
 
     def start(self):
-        self.dir = tempfile.mkdtemp(prefix="e2e-prosody-")
+        self.dir = tempfile.mkdtemp(prefix="e2e-prosody-", dir=self.base_dir)
         os.makedirs(os.path.join(self.dir, "data"))
         os.makedirs(os.path.join(self.dir, "certs"))
         # Another program may grab the port between our probe and

@@ -646,6 +646,19 @@ def scenario_disk_full(ctx):
             _talk(alice, bob, "before the disk fills, alice", "before the disk fills, bob")
 
             filler = _fill(folder)
+            # The next message's keys were made safe by the commit of the
+            # one before (the records read back step past them), so it
+            # leaves before its own commit; that commit fails, and alice
+            # is told. It went out encrypted, and bob reads it.
+            early = "sent as the disk fills"
+            a, b = alice.mark(), bob.mark()
+            alice.send(bob.bare, early)
+            got = bob.wait_for("message", text=early, since=b, timeout=20)
+            assert got["encrypted"] is True, got
+            warn = alice.wait_for("conv", flags="system", since=a, timeout=20,
+                                  plain__contains="could not save its state")
+            assert "disk holding the OMEMO database is full" in warn["plain"], warn
+            # The one after needs a commit before it leaves: refused.
             notice, _ = _refused(alice, bob, text, "full")
             assert "disk holding the OMEMO database is full" in notice["plain"], notice
             a = alice.mark()
