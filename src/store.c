@@ -42,7 +42,21 @@ struct store {
 	bool tx_early;
 	/* For checking session records read from disk (records.h). */
 	signal_context *gctx;
+	/* What the per-JID reads below returned (kind, ns, jid -> rows), so
+	 * every message does not ask SQLite again who its recipients are.
+	 * Emptied by every write but the rewrite of a session record in
+	 * place, and by every rollback: valid for the same reason as the
+	 * session cache. */
+	GHashTable *reads;
+	/* The statement running is such a rewrite, or BEGIN/COMMIT/ROLLBACK
+	 * (a rollback empties them itself). */
+	bool keep_reads;
 };
+
+typedef struct {
+	void *rows;
+	size_t n;
+} store_read;
 
 typedef struct {
 	int64_t rowid;  /* 0: there is no row */
@@ -157,6 +171,8 @@ static void store_session_forget(store_t *store, const char *ns, const char *jid
  * committed ones are now what the disk holds. */
 static void store_session_cache_tx_end(store_t *store, bool committed)
 {
+	if (!committed)
+		g_hash_table_remove_all(store->reads);
 	for (guint i = 0; i < store->tx_touched->len; i++) {
 		const char *key = store->tx_touched->pdata[i];
 		store_session_entry *e;
@@ -392,10 +408,51 @@ static int store_stmt(store_t *store, const char *sql, const store_val *vals,
 	return 0;
 }
 
+static void store_read_free(gpointer p)
+{
+	store_read *r = p;
+
+	g_free(r->rows);
+	g_free(r);
+}
+
+static char *store_read_key(char kind, const char *ns, const char *jid)
+{
+	return g_strdup_printf("%c\n%s\n%s", kind, ns ? ns : "", jid);
+}
+
+/* A copy of what the read under key returned before: true and *rows (n
+ * rows of size bytes, g_free; NULL when none), or false. */
+static bool store_read_get(store_t *store, const char *key, size_t size, void **rows, size_t *n)
+{
+	store_read *r = g_hash_table_lookup(store->reads, key);
+
+	if (!r)
+		return false;
+	*rows = r->n ? g_memdup2(r->rows, r->n * size) : NULL;
+	*n = r->n;
+	return true;
+}
+
+/* Keep what a read returned (key is taken). */
+static void store_read_put(store_t *store, char *key, const void *rows, size_t n, size_t size)
+{
+	store_read *r = g_new0(store_read, 1);
+
+	r->rows = n ? g_memdup2(rows, n * size) : NULL;
+	r->n = n;
+	g_hash_table_replace(store->reads, key, r);
+}
+
 /* 1: a row is there; 0: done (statement reset); negative: error (reset). */
 static int store_step(store_t *store, sqlite3_stmt *stmt)
 {
-	int rc = sqlite3_step(stmt);
+	int rc;
+
+	/* Whatever it changes, or fails to, the reads kept may be stale. */
+	if (!store->keep_reads && !sqlite3_stmt_readonly(stmt))
+		g_hash_table_remove_all(store->reads);
+	rc = sqlite3_step(stmt);
 
 	if (rc == SQLITE_ROW)
 		return 1;
@@ -669,6 +726,7 @@ int store_open(const char *path, store_t **out)
 	store->sessions = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
 	                                        store_session_entry_free);
 	store->tx_touched = g_ptr_array_new_with_free_func(g_free);
+	store->reads = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, store_read_free);
 	/* No SQLITE_OPEN_CREATE: the file exists (we just made sure), and if
 	 * it vanished meanwhile SQLite must not create one with its own mode. */
 	/* One connection per account, used from the UI thread only: SQLite's
@@ -729,6 +787,8 @@ void store_close(store_t *store)
 		g_hash_table_destroy(store->sessions);
 	if (store->tx_touched)
 		g_ptr_array_free(store->tx_touched, TRUE);
+	if (store->reads)
+		g_hash_table_destroy(store->reads);
 	/* Every statement is finalised, so this closes (and checkpoints). */
 	if (store->db && sqlite3_close(store->db) != SQLITE_OK)
 		(void)sqlite3_close_v2(store->db);
@@ -764,7 +824,9 @@ static int store_tx_statement(store_t *store, const char *sql)
 	ret = store_stmt(store, sql, NULL, &stmt);
 	if (ret < 0)
 		return ret;
+	store->keep_reads = true;
 	ret = store_step(store, stmt);
+	store->keep_reads = false;
 	if (ret == 1) {
 		store_stmt_done(stmt);
 		ret = 0;
@@ -1222,9 +1284,23 @@ int store_session_devices(store_t *store, const char *ns, const char *jid, uint3
 	store->last_error = 0;
 	if (!ns || !jid || !ids || !n)
 		return store_fail(store, OMEMO_ERR_INVALID_ARG);
-	return store_query_ids(store,
-	                       "SELECT device FROM sessions WHERE ns = ? AND jid = ? ORDER BY device",
-	                       VALS(V_TEXT(ns), V_TEXT(jid)), ids, n);
+	{
+		char *key = store_read_key('S', ns, jid);
+		int ret;
+
+		if (store_read_get(store, key, sizeof(uint32_t), (void **)ids, n)) {
+			g_free(key);
+			return 0;
+		}
+		ret = store_query_ids(store,
+		                      "SELECT device FROM sessions WHERE ns = ? AND jid = ? ORDER BY device",
+		                      VALS(V_TEXT(ns), V_TEXT(jid)), ids, n);
+		if (ret == 0)
+			store_read_put(store, key, *ids, *n, sizeof(uint32_t));
+		else
+			g_free(key);
+		return ret;
+	}
 }
 
 bool store_session_exists(store_t *store, const char *ns, const char *jid, uint32_t device_id)
@@ -1274,6 +1350,7 @@ int store_remote_identities(store_t *store, const char *ns, const char *jid,
 {
 	sqlite3_stmt *stmt = NULL;
 	GArray *arr;
+	char *key;
 	int ret;
 
 	if (!store)
@@ -1283,12 +1360,19 @@ int store_remote_identities(store_t *store, const char *ns, const char *jid,
 		return store_fail(store, OMEMO_ERR_INVALID_ARG);
 	*rows = NULL;
 	*n = 0;
+	key = store_read_key('I', ns, jid);
+	if (store_read_get(store, key, sizeof(store_identity_row), (void **)rows, n)) {
+		g_free(key);
+		return 0;
+	}
 	ret = store_stmt(store,
 	                 "SELECT device, key FROM remote_identities WHERE ns = ? AND jid = ?"
 	                 " ORDER BY device",
 	                 VALS(V_TEXT(ns), V_TEXT(jid)), &stmt);
-	if (ret < 0)
+	if (ret < 0) {
+		g_free(key);
 		return ret;
+	}
 	arr = g_array_new(FALSE, TRUE, sizeof(store_identity_row));
 	while ((ret = store_step(store, stmt)) == 1) {
 		store_identity_row row = { 0 };
@@ -1302,10 +1386,12 @@ int store_remote_identities(store_t *store, const char *ns, const char *jid,
 	}
 	if (ret < 0) {
 		g_array_free(arr, TRUE);
+		g_free(key);
 		return ret;
 	}
 	*n = arr->len;
 	*rows = (store_identity_row *)g_array_free(arr, *n == 0);
+	store_read_put(store, key, *rows, *n, sizeof(store_identity_row));
 	return 0;
 }
 
@@ -1346,6 +1432,7 @@ int store_devices_get(store_t *store, const char *ns, const char *jid, bool acti
 {
 	sqlite3_stmt *stmt = NULL;
 	GArray *arr = NULL;
+	char *key;
 	int ret;
 
 	if (!store)
@@ -1355,12 +1442,19 @@ int store_devices_get(store_t *store, const char *ns, const char *jid, bool acti
 		return store_fail(store, OMEMO_ERR_INVALID_ARG);
 	*devices = NULL;
 	*n = 0;
+	key = store_read_key(active_only ? 'A' : 'D', ns, jid);
+	if (store_read_get(store, key, sizeof(store_device), (void **)devices, n)) {
+		g_free(key);
+		return 0;
+	}
 	ret = store_stmt(store,
 	                 "SELECT device, active, first_seen, last_seen FROM devices"
 	                 " WHERE ns = ? AND jid = ? AND (active OR NOT ?) ORDER BY device",
 	                 VALS(V_TEXT(ns), V_TEXT(jid), V_INT(active_only)), &stmt);
-	if (ret < 0)
+	if (ret < 0) {
+		g_free(key);
 		return ret;
+	}
 	arr = g_array_new(FALSE, TRUE, sizeof(store_device));
 	while ((ret = store_step(store, stmt)) == 1) {
 		store_device d = {
@@ -1374,10 +1468,12 @@ int store_devices_get(store_t *store, const char *ns, const char *jid, bool acti
 	}
 	if (ret < 0) {
 		g_array_free(arr, TRUE);
+		g_free(key);
 		return ret;
 	}
 	*n = arr->len;
 	*devices = (store_device *)(void *)g_array_free(arr, arr->len == 0);
+	store_read_put(store, key, *devices, *n, sizeof(store_device));
 	return 0;
 }
 
@@ -1444,6 +1540,7 @@ int store_trust_list(store_t *store, const char *jid, store_trust_row **rows, si
 {
 	sqlite3_stmt *stmt = NULL;
 	GArray *arr;
+	char *key;
 	int ret;
 
 	if (!store)
@@ -1453,12 +1550,19 @@ int store_trust_list(store_t *store, const char *jid, store_trust_row **rows, si
 		return store_fail(store, OMEMO_ERR_INVALID_ARG);
 	*rows = NULL;
 	*n = 0;
+	key = store_read_key('T', NULL, jid);
+	if (store_read_get(store, key, sizeof(store_trust_row), (void **)rows, n)) {
+		g_free(key);
+		return 0;
+	}
 	ret = store_stmt(store,
 	                 "SELECT device, identity_key, state, updated FROM trust WHERE jid = ?"
 	                 " ORDER BY device, updated",
 	                 VALS(V_TEXT(jid)), &stmt);
-	if (ret < 0)
+	if (ret < 0) {
+		g_free(key);
 		return ret;
+	}
 	arr = g_array_new(FALSE, TRUE, sizeof(store_trust_row));
 	while ((ret = store_step(store, stmt)) == 1) {
 		store_trust_row row = { 0 };
@@ -1476,10 +1580,12 @@ int store_trust_list(store_t *store, const char *jid, store_trust_row **rows, si
 	}
 	if (ret < 0) {
 		g_array_free(arr, TRUE);
+		g_free(key);
 		return ret;
 	}
 	*n = arr->len;
 	*rows = (store_trust_row *)g_array_free(arr, *n == 0);
+	store_read_put(store, key, *rows, *n, sizeof(store_trust_row));
 	return 0;
 }
 
@@ -1716,8 +1822,11 @@ static int store_store_session_cb(const signal_protocol_address *address, uint8_
 	if (cachable && !user_record && e && e->rowid) {
 		bool prior_committed = e->committed;
 
+		/* Which sessions exist does not change: the reads kept stay. */
+		store->keep_reads = true;
 		ret = store_exec(store, "UPDATE sessions SET record = ?, user_record = NULL WHERE rowid = ?",
 		                 VALS(V_BLOB(record, record_len), V_INT(e->rowid)), &changes);
+		store->keep_reads = false;
 		if (ret < 0 || changes != 1) {
 			store_session_cache_drop(store, key);
 			return store_signal_err(ret < 0 ? ret : store_fail(store, OMEMO_ERR_STORE));

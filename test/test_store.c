@@ -1076,6 +1076,58 @@ static void test_trust_is_kept_per_identity_key(void **state)
 	assert_int_equal(sql_int(f->path, "SELECT count(*) FROM trust"), 2);
 }
 
+/* The per-JID reads are kept between calls: a write, a rollback or a
+ * failed write must never leave an old answer behind. */
+static void test_kept_reads_follow_writes_and_rollbacks(void **state)
+{
+	fixture *f = *state;
+	const uint32_t one[] = { 5 }, two[] = { 5, 6 };
+	store_device *devs = NULL;
+	store_trust_row *rows = NULL;
+	size_t n = 0;
+
+	f->store = open_ok(f->path);
+	assert_int_equal(store_devices_update(f->store, NS_LEGACY, BOB, one, 1, 10), 0);
+	assert_int_equal(store_devices_get(f->store, NS_LEGACY, BOB, true, &devs, &n), 0);
+	assert_int_equal(n, 1);
+	g_free(devs);
+	/* Asked again: the same answer, a copy of its own. */
+	assert_int_equal(store_devices_get(f->store, NS_LEGACY, BOB, true, &devs, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(devs[0].id, 5);
+	g_free(devs);
+	assert_int_equal(store_devices_update(f->store, NS_LEGACY, BOB, two, 2, 20), 0);
+	assert_int_equal(store_devices_get(f->store, NS_LEGACY, BOB, true, &devs, &n), 0);
+	assert_int_equal(n, 2);
+	g_free(devs);
+
+	/* Written and read inside a transaction that is rolled back. */
+	assert_int_equal(store_trust_list(f->store, BOB, &rows, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(store_begin(f->store), 0);
+	assert_int_equal(store_trust_set(f->store, BOB, 5, KEY_1, sizeof(KEY_1), 1, 30), 0);
+	assert_int_equal(store_trust_list(f->store, BOB, &rows, &n), 0);
+	assert_int_equal(n, 1);
+	g_free(rows);
+	store_rollback(f->store);
+	assert_int_equal(store_trust_list(f->store, BOB, &rows, &n), 0);
+	assert_int_equal(n, 0);
+	assert_null(rows);
+
+	/* Committed: seen, and still after a reopen. */
+	assert_int_equal(store_begin(f->store), 0);
+	assert_int_equal(store_trust_set(f->store, BOB, 5, KEY_1, sizeof(KEY_1), 1, 40), 0);
+	assert_int_equal(store_commit(f->store), 0);
+	assert_int_equal(store_trust_list(f->store, BOB, &rows, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(rows[0].state, 1);
+	g_free(rows);
+	reopen(f);
+	assert_int_equal(store_trust_list(f->store, BOB, &rows, &n), 0);
+	assert_int_equal(n, 1);
+	g_free(rows);
+}
+
 static void test_settings_and_meta_round_trip_and_overwrite(void **state)
 {
 	fixture *f = *state;
@@ -1840,6 +1892,7 @@ int main(void)
 		T(test_readonly_file_reports_readonly_on_write),
 		T(test_devices_update_tracks_active_and_seen_times),
 		T(test_trust_is_kept_per_identity_key),
+		T(test_kept_reads_follow_writes_and_rollbacks),
 		T(test_settings_and_meta_round_trip_and_overwrite),
 		T(test_identity_and_signed_prekeys_direct_api),
 		T(test_invalid_arguments_are_refused),
