@@ -67,6 +67,9 @@ def groupchat_out(client, room, since=None):
 
 
 def assert_encrypted_on_wire(client, room, secret, since=None):
+    # Another client can show the message before this client's own
+    # events about sending it have been read.
+    client.sync()
     sent = groupchat_out(client, room, since)
     assert sent, "%s sent no group message" % client.name
     for xml, el in sent:
