@@ -1781,6 +1781,8 @@ static void bench_send_finish(struct bench_send *rec)
 	event_add_str(ev, "to", rec->jid);
 	/* The wall time stops at the stanza; the rest counts the call too. */
 	bench_add_span(ev, rec->left.wall_us - rec->start.wall_us, &rec->start, end);
+	/* The whole purple_conv_im_send call, what follows the stanza too. */
+	event_add_int(ev, "call_us", (long long)(rec->returned_at.wall_us - rec->start.wall_us));
 	event_add_bool(ev, "queued", rec->left.wall_us > rec->returned_at.wall_us);
 	event_emit(ev);
 	g_queue_remove(&bench_sends, rec);
