@@ -838,8 +838,10 @@ static int store_tx_statement(store_t *store, const char *sql)
 static void store_tx_abandon(store_t *store)
 {
 	if (!sqlite3_get_autocommit(store->db)) {
-		int ret = store_tx_statement(store, "ROLLBACK");
+		int ret;
 
+		g_hash_table_remove_all(store->reads);
+		ret = store_tx_statement(store, "ROLLBACK");
 		if (ret < 0)
 			store_fail(store, ret);
 	}
