@@ -793,6 +793,10 @@ static int encrypt_for(manager_t *m, contact *c, const char *plaintext, bool typ
 	int ret, ret2;
 
 	g_string_truncate(c->untrusted, 0);
+	/* A message sent while the one before is still on its way out (by
+	 * another plugin, from a signal of that send) must not share its
+	 * transaction: that one commits first. */
+	manager_end_send(m, c->jid);
 	ret = store_begin(st);
 	if (ret < 0)
 		return ret;

@@ -525,6 +525,7 @@ static int room_encrypt(manager_t *m, muc_room *r, const char *text, xmlnode **o
 	g_ptr_array_add(jids, g_strdup(m->own_jid));
 	/* One transaction for the reads, the trust decisions about new keys
 	 * and the ratchet state of every recipient: one commit a message. */
+	manager_end_send(m, r->jid); /* see encrypt_for() */
 	ret = store_begin(engine_store(m->engine));
 	if (ret < 0)
 		goto out;
