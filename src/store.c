@@ -139,11 +139,10 @@ static store_session_entry *store_session_cache_put(store_t *store, const char *
 }
 
 /* The library wrote this record (cached as e, or not cachable when e is
- * NULL) over prior (NULL: none cached). */
-static void store_session_written(store_t *store, const store_session_entry *prior,
-                                  store_session_entry *e)
+ * NULL) over one that was committed, or not. */
+static void store_session_written(store_t *store, bool over_committed, store_session_entry *e)
 {
-	if (!prior || !prior->committed || !e)
+	if (!over_committed || !e)
 		store->tx_early = false;
 	if (!e)
 		return;
@@ -1281,28 +1280,27 @@ static int store_session_find(store_t *store, const char *ns, const char *jid, s
 int store_session_devices(store_t *store, const char *ns, const char *jid, uint32_t **ids,
                           size_t *n)
 {
+	char *key;
+	int ret;
+
 	if (!store)
 		return OMEMO_ERR_INVALID_ARG;
 	store->last_error = 0;
 	if (!ns || !jid || !ids || !n)
 		return store_fail(store, OMEMO_ERR_INVALID_ARG);
-	{
-		char *key = store_read_key('S', ns, jid);
-		int ret;
-
-		if (store_read_get(store, key, sizeof(uint32_t), (void **)ids, n)) {
-			g_free(key);
-			return 0;
-		}
-		ret = store_query_ids(store,
-		                      "SELECT device FROM sessions WHERE ns = ? AND jid = ? ORDER BY device",
-		                      VALS(V_TEXT(ns), V_TEXT(jid)), ids, n);
-		if (ret == 0)
-			store_read_put(store, key, *ids, *n, sizeof(uint32_t));
-		else
-			g_free(key);
-		return ret;
+	key = store_read_key('S', ns, jid);
+	if (store_read_get(store, key, sizeof(uint32_t), (void **)ids, n)) {
+		g_free(key);
+		return 0;
 	}
+	ret = store_query_ids(store,
+	                      "SELECT device FROM sessions WHERE ns = ? AND jid = ? ORDER BY device",
+	                      VALS(V_TEXT(ns), V_TEXT(jid)), ids, n);
+	if (ret == 0)
+		store_read_put(store, key, *ids, *n, sizeof(uint32_t));
+	else
+		g_free(key);
+	return ret;
 }
 
 bool store_session_exists(store_t *store, const char *ns, const char *jid, uint32_t device_id)
@@ -1833,7 +1831,7 @@ static int store_store_session_cb(const signal_protocol_address *address, uint8_
 			store_session_cache_drop(store, key);
 			return store_signal_err(ret < 0 ? ret : store_fail(store, OMEMO_ERR_STORE));
 		}
-		store_session_written(store, &(store_session_entry){ .committed = prior_committed },
+		store_session_written(store, prior_committed,
 		                      store_session_cache_put(store, key, e->rowid, record, record_len,
 		                                              true));
 		return 0;
@@ -1868,7 +1866,7 @@ static int store_store_session_cb(const signal_protocol_address *address, uint8_
 		return store_signal_err(ret);
 	if (store->depth == 0)
 		store->stats.commits++;
-	store_session_written(store, NULL,
+	store_session_written(store, false,
 	                      cachable && !user_record
 	                              ? store_session_cache_put(store, key, rowid, record,
 	                                                        record_len, true)

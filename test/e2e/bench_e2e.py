@@ -69,6 +69,7 @@ import harness  # noqa: E402
 from harness import (LURCH_PLUGIN, OMEMO_PLUGIN, Client, HarnessError, Peer,  # noqa: E402
                      befriend, escape_line, parse_xml)
 from prosody import Prosody  # noqa: E402
+from scenarios_devices import devicelist_event_ids  # noqa: E402
 
 NS = "eu.siacs.conversations.axolotl"
 NODE_DEVICELIST = NS + ".devicelist"
@@ -162,21 +163,11 @@ def wait_published(client, timeout=60):
             raise HarnessError("%s: publishing %s failed: %s" % (client.name, node, answer))
 
 
-def devicelist_ids(el, from_bare):
-    if el.tag != "message" or (el.get("from") or "").split("/")[0] != from_bare:
-        return None
-    items = el.find(".//items")
-    if items is None or items.get("node") != NODE_DEVICELIST:
-        return None
-    lst = items.find(".//list")
-    return None if lst is None else {int(d.get("id")) for d in lst.findall("device")}
-
-
 def wait_knows_devices(client, contact, ids, timeout=60):
     """The client got the contact's device list with all of ids (lurch
     learns a contact's list only from these notifications)."""
     def match(el):
-        got = devicelist_ids(el, contact)
+        got = devicelist_event_ids(el, contact)
         return got is not None and set(ids) <= got
     client.wait_xml_in(match, timeout=timeout)
 

@@ -81,6 +81,39 @@ def escape_line(text):
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "")
 
 
+# ---- Signal messages: their protobuf framing ----------------------------------
+
+def protobuf_fields(data):
+    """{field number: [values]} of a protobuf message (varints and
+    length-delimited fields, all libsignal's messages use)."""
+    fields = {}
+    pos = 0
+    while pos < len(data):
+        tag, pos = varint(data, pos)
+        number, wire = tag >> 3, tag & 7
+        if wire == 0:
+            value, pos = varint(data, pos)
+        elif wire == 2:
+            length, pos = varint(data, pos)
+            value = data[pos:pos + length]
+            pos += length
+        else:
+            raise ValueError("protobuf wire type %d" % wire)
+        fields.setdefault(number, []).append(value)
+    return fields
+
+
+def varint(data, pos):
+    value = shift = 0
+    while True:
+        b = data[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+
+
 # ---- XML -------------------------------------------------------------------
 
 def parse_xml(text):

@@ -68,200 +68,69 @@ typedef FILE *(*fopen_fn)(const char *, const char *);
 typedef DIR *(*opendir_fn)(const char *);
 typedef int (*sync_fn)(int);
 
-EXPORT int open(const char *path, int flags, ...)
-{
-	va_list ap;
-	mode_t mode;
-	int fd;
-	static open_fn real_open;
+/* real: the libc definition of `name`, looked up at the first call. */
+#define REAL(fn_t, name)      \
+	static fn_t real;     \
+	if (real == NULL)     \
+		real = (fn_t)iocount_next(#name)
 
-	if (real_open == NULL)
-		real_open = (open_fn)iocount_next("open");
-	va_start(ap, flags);
-	mode = iocount_mode(flags, ap);
-	va_end(ap);
-	fd = real_open(path, flags, mode);
-	iocount_opened(fd);
-	return fd;
-}
+/* An entry point of open(2)'s kind: a mode follows the flags only when
+ * they create a file. */
+#define WRAP_OPEN_MODE(name, fn_t, params, args)        \
+	EXPORT int name params                          \
+	{                                               \
+		va_list ap;                             \
+		mode_t mode;                            \
+		int fd;                                 \
+		REAL(fn_t, name);                       \
+		va_start(ap, flags);                    \
+		mode = iocount_mode(flags, ap);         \
+		va_end(ap);                             \
+		fd = real args;                         \
+		iocount_opened(fd);                     \
+		return fd;                              \
+	}
 
-EXPORT int open64(const char *path, int flags, ...)
-{
-	va_list ap;
-	mode_t mode;
-	int fd;
-	static open_fn real_open64;
-
-	if (real_open64 == NULL)
-		real_open64 = (open_fn)iocount_next("open64");
-	va_start(ap, flags);
-	mode = iocount_mode(flags, ap);
-	va_end(ap);
-	fd = real_open64(path, flags, mode);
-	iocount_opened(fd);
-	return fd;
-}
-
-EXPORT int openat(int dirfd, const char *path, int flags, ...)
-{
-	va_list ap;
-	mode_t mode;
-	int fd;
-	static openat_fn real_openat;
-
-	if (real_openat == NULL)
-		real_openat = (openat_fn)iocount_next("openat");
-	va_start(ap, flags);
-	mode = iocount_mode(flags, ap);
-	va_end(ap);
-	fd = real_openat(dirfd, path, flags, mode);
-	iocount_opened(fd);
-	return fd;
-}
-
-EXPORT int openat64(int dirfd, const char *path, int flags, ...)
-{
-	va_list ap;
-	mode_t mode;
-	int fd;
-	static openat_fn real_openat64;
-
-	if (real_openat64 == NULL)
-		real_openat64 = (openat_fn)iocount_next("openat64");
-	va_start(ap, flags);
-	mode = iocount_mode(flags, ap);
-	va_end(ap);
-	fd = real_openat64(dirfd, path, flags, mode);
-	iocount_opened(fd);
-	return fd;
-}
-
-/* What _FORTIFY_SOURCE builds call instead of open() and openat(). */
-EXPORT int __open_2(const char *path, int flags)
-{
-	int fd;
-	static open2_fn real___open_2;
-
-	if (real___open_2 == NULL)
-		real___open_2 = (open2_fn)iocount_next("__open_2");
-	fd = real___open_2(path, flags);
-	iocount_opened(fd);
-	return fd;
-}
-
-EXPORT int __open64_2(const char *path, int flags)
-{
-	int fd;
-	static open2_fn real___open64_2;
-
-	if (real___open64_2 == NULL)
-		real___open64_2 = (open2_fn)iocount_next("__open64_2");
-	fd = real___open64_2(path, flags);
-	iocount_opened(fd);
-	return fd;
-}
-
-EXPORT int __openat_2(int dirfd, const char *path, int flags)
-{
-	int fd;
-	static openat2_fn real___openat_2;
-
-	if (real___openat_2 == NULL)
-		real___openat_2 = (openat2_fn)iocount_next("__openat_2");
-	fd = real___openat_2(dirfd, path, flags);
-	iocount_opened(fd);
-	return fd;
-}
-
-EXPORT int __openat64_2(int dirfd, const char *path, int flags)
-{
-	int fd;
-	static openat2_fn real___openat64_2;
-
-	if (real___openat64_2 == NULL)
-		real___openat64_2 = (openat2_fn)iocount_next("__openat64_2");
-	fd = real___openat64_2(dirfd, path, flags);
-	iocount_opened(fd);
-	return fd;
-}
-
-EXPORT int creat(const char *path, mode_t mode)
-{
-	int fd;
-	static creat_fn real_creat;
-
-	if (real_creat == NULL)
-		real_creat = (creat_fn)iocount_next("creat");
-	fd = real_creat(path, mode);
-	iocount_opened(fd);
-	return fd;
-}
-
-EXPORT int creat64(const char *path, mode_t mode)
-{
-	int fd;
-	static creat_fn real_creat64;
-
-	if (real_creat64 == NULL)
-		real_creat64 = (creat_fn)iocount_next("creat64");
-	fd = real_creat64(path, mode);
-	iocount_opened(fd);
-	return fd;
-}
-
-EXPORT FILE *fopen(const char *path, const char *mode)
-{
-	FILE *f;
-	static fopen_fn real_fopen;
-
-	if (real_fopen == NULL)
-		real_fopen = (fopen_fn)iocount_next("fopen");
-	f = real_fopen(path, mode);
-	iocount_opened(f != NULL ? 0 : -1);
-	return f;
-}
-
-EXPORT FILE *fopen64(const char *path, const char *mode)
-{
-	FILE *f;
-	static fopen_fn real_fopen64;
-
-	if (real_fopen64 == NULL)
-		real_fopen64 = (fopen_fn)iocount_next("fopen64");
-	f = real_fopen64(path, mode);
-	iocount_opened(f != NULL ? 0 : -1);
-	return f;
-}
-
-EXPORT DIR *opendir(const char *path)
-{
-	DIR *d;
-	static opendir_fn real_opendir;
-
-	if (real_opendir == NULL)
-		real_opendir = (opendir_fn)iocount_next("opendir");
-	d = real_opendir(path);
-	iocount_opened(d != NULL ? 0 : -1);
-	return d;
-}
+/* Any other entry point that opens a file; ok (on its result r) says
+ * whether it did. */
+#define WRAP_OPEN(ret_t, name, fn_t, params, args, ok)  \
+	EXPORT ret_t name params                        \
+	{                                               \
+		ret_t r;                                \
+		REAL(fn_t, name);                       \
+		r = real args;                          \
+		iocount_opened((ok) ? 0 : -1);          \
+		return r;                               \
+	}
 
 /* Every call counts, failed or not: each one asked the disk to wait. */
-EXPORT int fsync(int fd)
-{
-	static sync_fn real_fsync;
+#define WRAP_SYNC(name)                 \
+	EXPORT int name(int fd)         \
+	{                               \
+		REAL(sync_fn, name);    \
+		iocount_synced();       \
+		return real(fd);        \
+	}
 
-	if (real_fsync == NULL)
-		real_fsync = (sync_fn)iocount_next("fsync");
-	iocount_synced();
-	return real_fsync(fd);
-}
-
-EXPORT int fdatasync(int fd)
-{
-	static sync_fn real_fdatasync;
-
-	if (real_fdatasync == NULL)
-		real_fdatasync = (sync_fn)iocount_next("fdatasync");
-	iocount_synced();
-	return real_fdatasync(fd);
-}
+WRAP_OPEN_MODE(open, open_fn, (const char *path, int flags, ...), (path, flags, mode))
+WRAP_OPEN_MODE(open64, open_fn, (const char *path, int flags, ...), (path, flags, mode))
+WRAP_OPEN_MODE(openat, openat_fn, (int dirfd, const char *path, int flags, ...),
+               (dirfd, path, flags, mode))
+WRAP_OPEN_MODE(openat64, openat_fn, (int dirfd, const char *path, int flags, ...),
+               (dirfd, path, flags, mode))
+/* What _FORTIFY_SOURCE builds call instead of open() and openat(). */
+WRAP_OPEN(int, __open_2, open2_fn, (const char *path, int flags), (path, flags), r >= 0)
+WRAP_OPEN(int, __open64_2, open2_fn, (const char *path, int flags), (path, flags), r >= 0)
+WRAP_OPEN(int, __openat_2, openat2_fn, (int dirfd, const char *path, int flags),
+          (dirfd, path, flags), r >= 0)
+WRAP_OPEN(int, __openat64_2, openat2_fn, (int dirfd, const char *path, int flags),
+          (dirfd, path, flags), r >= 0)
+WRAP_OPEN(int, creat, creat_fn, (const char *path, mode_t mode), (path, mode), r >= 0)
+WRAP_OPEN(int, creat64, creat_fn, (const char *path, mode_t mode), (path, mode), r >= 0)
+WRAP_OPEN(FILE *, fopen, fopen_fn, (const char *path, const char *mode), (path, mode),
+          r != NULL)
+WRAP_OPEN(FILE *, fopen64, fopen_fn, (const char *path, const char *mode), (path, mode),
+          r != NULL)
+WRAP_OPEN(DIR *, opendir, opendir_fn, (const char *path), (path), r != NULL)
+WRAP_SYNC(fsync)
+WRAP_SYNC(fdatasync)

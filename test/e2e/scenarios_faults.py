@@ -18,7 +18,7 @@ import sqlite3
 import subprocess
 import time
 
-from harness import OMEMO_PLUGIN, parse_xml, server_start, server_stop
+from harness import OMEMO_PLUGIN, parse_xml, protobuf_fields, server_start, server_stop
 from scenarios_interop import (FAILURE_NOTICES, NODE_BUNDLES, NODE_DEVICELIST, NS,
                                assert_peer_clean, start_pair, wait_published)
 
@@ -109,37 +109,6 @@ def _wait_payloads_out(client, to_bare, count, since, timeout=20):
     client.wait_for(enough, since=since, timeout=timeout)
 
 
-def _protobuf_fields(data):
-    """{field number: [values]} of a protobuf message (varints and
-    length-delimited fields, all libsignal's messages use)."""
-    fields = {}
-    pos = 0
-    while pos < len(data):
-        tag, pos = _varint(data, pos)
-        number, wire = tag >> 3, tag & 7
-        if wire == 0:
-            value, pos = _varint(data, pos)
-        elif wire == 2:
-            length, pos = _varint(data, pos)
-            value = data[pos:pos + length]
-            pos += length
-        else:
-            raise ValueError("protobuf wire type %d" % wire)
-        fields.setdefault(number, []).append(value)
-    return fields
-
-
-def _varint(data, pos):
-    value = shift = 0
-    while True:
-        b = data[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, pos
-        shift += 7
-
-
 def _chain_position(key_b64, prekey):
     """(ratchet key, counter, previous counter) of a serialized legacy
     Signal message: a WhisperMessage is a version byte, the protobuf
@@ -149,9 +118,9 @@ def _chain_position(key_b64, prekey):
     data = base64.b64decode(key_b64)
     assert data and data[0] == 0x33, data[:4]
     if prekey:
-        data = bytes(_protobuf_fields(data[1:])[4][0])
+        data = bytes(protobuf_fields(data[1:])[4][0])
         assert data and data[0] == 0x33, data[:4]
-    f = _protobuf_fields(data[1:-8])
+    f = protobuf_fields(data[1:-8])
     return bytes(f[1][0]), f.get(2, [0])[0], f.get(3, [0])[0]
 
 
@@ -482,6 +451,18 @@ def _refused(alice, bob, text, words, timeout=20):
     return notice, took
 
 
+def _not_shown(alice, bob, text, words):
+    """bob sends text; alice cannot store it, so it is not shown, and her
+    conversation says it could not be decrypted, with `words` as why."""
+    a = alice.mark()
+    bob.send(alice.bare, text)
+    warn = alice.wait_for("conv", flags="system", since=a, timeout=20,
+                          plain__contains="could not be decrypted")
+    assert words in warn["plain"], warn
+    alice.sync()
+    assert not alice.find("conv", flags="recv", since=a)
+
+
 # ---- 3. the database locked by another program --------------------------------
 
 def scenario_database_locked_by_another_program(ctx):
@@ -498,13 +479,7 @@ def scenario_database_locked_by_another_program(ctx):
 
         # bob's message meanwhile cannot be stored, so it is not shown;
         # the conversation says why.
-        a = alice.mark()
-        bob.send(alice.bare, "bob writes while it is locked")
-        warn = alice.wait_for("conv", flags="system", since=a, timeout=20,
-                              plain__contains="could not be decrypted")
-        assert "locked by another program" in warn["plain"], warn
-        alice.sync()
-        assert not alice.find("conv", flags="recv", since=a)
+        _not_shown(alice, bob, "bob writes while it is locked", "locked by another program")
     finally:
         if other.in_transaction:
             other.rollback()
@@ -661,13 +636,7 @@ def scenario_disk_full(ctx):
             # The one after needs a commit before it leaves: refused.
             notice, _ = _refused(alice, bob, text, "full")
             assert "disk holding the OMEMO database is full" in notice["plain"], notice
-            a = alice.mark()
-            bob.send(alice.bare, "bob writes while the disk is full")
-            warn = alice.wait_for("conv", flags="system", since=a, timeout=20,
-                                  plain__contains="could not be decrypted")
-            assert "full" in warn["plain"], warn
-            alice.sync()
-            assert not alice.find("conv", flags="recv", since=a)
+            _not_shown(alice, bob, "bob writes while the disk is full", "full")
 
             os.unlink(filler)
             assert _integrity(db) == ["ok"], _integrity(db)

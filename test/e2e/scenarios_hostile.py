@@ -186,6 +186,15 @@ def peer_to_alice(peer, alice, text):
     return got
 
 
+def genuine_shows_once(alice, bob, genuine, text):
+    """bob sends the genuine message (raw XML) with text: alice shows it,
+    once."""
+    since = alice.mark()
+    bob.send_raw(genuine)
+    alice.wait_for("conv", flags="recv", plain=text, since=since, timeout=20)
+    assert len(alice.find("conv", plain=text)) == 1
+
+
 def both_ways(alice, peer, tag):
     """The session is unharmed: one message each way."""
     alice_to_peer(alice, peer, "alice after %s" % tag)
@@ -421,10 +430,7 @@ def scenario_hostile_10mib_payload(ctx):
     assert "integrity check" in ev["plain"], ev
     swollen_ms = ev["_t"] - sent_raw_time(bob, b)
     assert not alice.find("conv", flags="recv", since=since)
-    since = alice.mark()
-    bob.send_raw(genuine)
-    alice.wait_for("conv", flags="recv", plain=text, since=since, timeout=20)
-    assert len(alice.find("conv", plain=text)) == 1
+    genuine_shows_once(alice, bob, genuine, text)
 
     both_ways(alice, bob, "the 10 MiB payload")
     assert_healthy(alice)
@@ -728,10 +734,7 @@ def scenario_hostile_forged_omemo_carbons_from_stranger(ctx):
     assert not alice.find("conv", since=mark), alice.find("conv", since=mark)
     assert not alice.find("request", since=mark)
     assert not messages_out(alice, bob.bare, mark)
-    since = alice.mark()
-    bob.send_raw(genuine)
-    alice.wait_for("conv", flags="recv", plain=text, since=since, timeout=20)
-    assert len(alice.find("conv", plain=text)) == 1
+    genuine_shows_once(alice, bob, genuine, text)
 
     both_ways(alice, bob, "the forged carbons")
     assert_healthy(alice)

@@ -14,7 +14,7 @@ import os
 import re
 import time
 
-from harness import OMEMO_PLUGIN, parse_xml
+from harness import OMEMO_PLUGIN, parse_xml, protobuf_fields
 from scenarios_devices import (NODE_BUNDLES, NODE_DEVICELIST, assert_never_on_wire,
                                assert_sent_encrypted, exchange_one, messages_out,
                                peer_publish_devicelist, start_alice_with_peer_bob,
@@ -101,36 +101,12 @@ def bundle_identity(el):
     return (bundle.findtext("identityKey") or "").strip()
 
 
-def _varint(data, pos):
-    value = shift = 0
-    while True:
-        b = data[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, pos
-        shift += 7
-
-
 def prekey_id_of(key_b64):
     """The one-time prekey id a serialized PreKeyWhisperMessage (version
     byte 0x33, then protobuf: preKeyId is field 1) uses, or None."""
     data = base64.b64decode(key_b64)
     assert data and data[0] == 0x33, "not a version 3 Signal message: %r" % data[:4]
-    pos = 1
-    while pos < len(data):
-        tag, pos = _varint(data, pos)
-        field, wire = tag >> 3, tag & 7
-        if wire == 0:
-            value, pos = _varint(data, pos)
-            if field == 1:
-                return value
-        elif wire == 2:
-            length, pos = _varint(data, pos)
-            pos += length
-        else:
-            raise AssertionError("unexpected protobuf wire type %d in %s" % (wire, key_b64))
-    return None
+    return protobuf_fields(data[1:]).get(1, [None])[0]
 
 
 def b64(data):

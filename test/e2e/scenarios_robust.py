@@ -5,7 +5,7 @@ plain with one clear notice. Also: messages from purple-lurch 0.7, and
 unloading and loading the plugin many times in a running client."""
 
 from harness import LURCH_PLUGIN, OMEMO_PLUGIN, Peer, befriend, parse_xml
-from scenarios_devices import (NODE_BUNDLES, NODE_DEVICELIST, assert_never_on_wire,
+from scenarios_devices import (NODE_BUNDLES, assert_never_on_wire,
                                assert_sent_encrypted, exchange_one,
                                messages_out, peer_publish_devicelist,
                                start_alice_with_peer_bob, wait_devicelist_event,

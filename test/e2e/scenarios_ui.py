@@ -9,7 +9,7 @@ fields-cancel, prefs)."""
 import time
 import re
 
-from harness import OMEMO_PLUGIN, escape_line, parse_xml
+from harness import OMEMO_PLUGIN, escape_line
 from scenarios_devices import (NODE_DEVICELIST, exchange_one, start_alice_with_peer_bob,
                                wait_devicelist_event, wait_omemo_published)
 
